@@ -1,0 +1,42 @@
+# The README's two commands: `make demo` and `make test`. Each bootstraps .venv itself.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# Debian packages the tests use (installed only when run as root; others must install them by hand).
+DEB_PACKAGES := ipmitool
+
+.PHONY: demo test lint typecheck unit deb-packages clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+deb-packages:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "note: not root; install these Debian packages for the full suite:$$missing"; fi; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/remotehands demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy remotehands
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test: $(STAMP) deb-packages lint typecheck unit
+
+clean:
+	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,3 @@
+from remotehands.cli.main import main
+
+main()

@@ -1,0 +1,126 @@
+"""Settings: ``remotehands.toml`` plus ``RH_*`` environment overrides.
+
+The file is the one named by ``RH_CONFIG``, else ``./remotehands.toml`` if present; without either the
+defaults apply. Every key can be overridden by an environment variable ``RH_<KEY>`` (upper case):
+
+    db_url          RH_DB_URL          sqlite:///~/.local/state/remotehands/remotehands.db
+    executor        RH_EXECUTOR        local            (celery arrives with the scaled mode)
+    inventory       RH_INVENTORY       ./inventory
+    ticket_system   RH_TICKET_SYSTEM   builtin
+    ticket_key      RH_TICKET_KEY      reference to the key that encrypts sensitive tickets (env:/file:/vault:)
+    workers         RH_WORKERS         4                 threads of the local executor
+    lease_seconds   RH_LEASE_SECONDS   60                how long a worker's claim on a job lasts unrenewed
+    log_file        RH_LOG_FILE        ~/.local/state/remotehands/remotehands.log
+
+Secrets are never written in settings: ``ticket_key`` is a reference resolved at the moment of use.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from remotehands.errors import ConfigError
+
+
+def state_dir() -> Path:
+    """Where remotehands keeps its database and logs by default (XDG state dir)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "remotehands"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    db_url: str = ""
+    executor: Literal["local", "celery"] = "local"
+    inventory: Path = Path("inventory")
+    ticket_system: Literal["builtin"] = "builtin"
+    ticket_key: str | None = None
+    workers: int = 4
+    lease_seconds: int = 60
+    log_file: Path | None = None
+    source: str = "defaults"
+
+    @field_validator("workers", "lease_seconds")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    def resolved_db_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{state_dir() / 'remotehands.db'}"
+
+    def resolved_log_file(self) -> Path:
+        return self.log_file or state_dir() / "remotehands.log"
+
+
+_KEYS = (
+    "db_url",
+    "executor",
+    "inventory",
+    "ticket_system",
+    "ticket_key",
+    "workers",
+    "lease_seconds",
+    "log_file",
+)
+
+
+def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    """Read the settings file (if any) and apply ``RH_*`` overrides.
+
+    Raises ``ConfigError`` naming the file or variable and the field when anything is invalid.
+    """
+    env = dict(os.environ if environ is None else environ)
+    here = cwd or Path.cwd()
+    values: dict[str, object] = {}
+    source = "defaults"
+    path: Path | None = None
+    if env.get("RH_CONFIG"):
+        path = Path(env["RH_CONFIG"]).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"RH_CONFIG names {path}, which does not exist", fix="point RH_CONFIG at a remotehands.toml"
+            )
+    elif (here / "remotehands.toml").is_file():
+        path = here / "remotehands.toml"
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"{path}: not valid TOML: {exc}", fix="fix the syntax at the line named"
+            ) from exc
+        unknown = sorted(set(data) - set(_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"{path}: unknown setting(s) {', '.join(unknown)}",
+                fix=f"known settings are {', '.join(_KEYS)}",
+            )
+        values.update(data)
+        source = str(path)
+    if "inventory" in values and path is not None:
+        # A relative inventory path in the file is relative to the file, not to wherever we were started.
+        inv = Path(str(values["inventory"])).expanduser()
+        values["inventory"] = inv if inv.is_absolute() else path.parent / inv
+    for key in _KEYS:
+        var = f"RH_{key.upper()}"
+        if env.get(var):
+            values[key] = env[var]
+    try:
+        return Settings.model_validate({**values, "source": source})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"setting {field} (from {source} or RH_{field.upper()}): {first['msg']}",
+            fix="see the settings table in README.md",
+        ) from None

@@ -1,0 +1,243 @@
+"""The remotehands fields of one inventory host, checked and turned into a ``Host``, ``NetworkDevice`` or
+``StorageArray``: which fields each kind has and needs, and what each power type needs.
+
+Pydantic is the last gate: anything it still refuses is translated into problems, so no pydantic error
+leaves this module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from remotehands.errors import InventoryProblem
+from remotehands.inventory.ansible_dir import Sourced, VarMap
+from remotehands.inventory.checks import (
+    Spot,
+    address,
+    choice,
+    credentials,
+    number,
+    port,
+    problems_from_validation_error,
+    text,
+    type_name,
+    unknown_keys,
+)
+from remotehands.inventory.models import HOST_KINDS, PROVIDER, Host, NetworkDevice, StorageArray
+
+Equipment = Host | NetworkDevice | StorageArray
+
+NETWORK_KINDS = ("firewall", "switch", "router")
+ARRAY_KIND = "array"
+KINDS = (*HOST_KINDS, *NETWORK_KINDS, ARRAY_KIND)
+NETWORK_PLATFORMS = ("cisco_asa", "juniper_junos", "fortinet", "cisco_ios")
+ARRAY_PLATFORMS = ("ontap", "pure", "powerstore")
+POWER_TYPES = ("ipmi", "redfish", "pdu-outlet", "manual")
+
+SERVER_FIELDS = (
+    "ansible_host",
+    "kind",
+    "site",
+    "rack",
+    "serial_number",
+    "subscription",
+    "power",
+    "reimage_method",
+)
+DEVICE_FIELDS = (
+    "ansible_host",
+    "kind",
+    "platform",
+    "site",
+    "rack",
+    "serial_number",
+    "subscription",
+    "port",
+    "credentials",
+)
+HOST_FIELDS = tuple(sorted(set(SERVER_FIELDS) | set(DEVICE_FIELDS)))
+# pdu-outlet may carry the PDU's address and credentials until PDUs get their own inventory entries.
+POWER_FIELDS: dict[str, tuple[str, ...]] = {
+    "ipmi": ("type", "address", "port", "credentials"),
+    "redfish": ("type", "address", "port", "credentials", "tls_ca", "tls_insecure"),
+    "pdu-outlet": ("type", "pdu", "outlet", "address", "port", "credentials"),
+    "manual": ("type",),
+}
+_SERIAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What host fields are checked against: the hosts file and the declared sites and subscriptions."""
+
+    hosts_file: str
+    sites: frozenset[str]
+    subscriptions: frozenset[str]
+
+
+def power(spot: Spot, value: object) -> dict[str, object] | None:
+    """The power profile: what each type needs is present and well-formed, nothing foreign to the type."""
+    if value is None:
+        spot.report("missing power; say how this host is powered: type ipmi, redfish, pdu-outlet or manual")
+        return None
+    if not isinstance(value, Mapping):
+        spot.report(
+            f"power must be a mapping with a type (ipmi, redfish, pdu-outlet, manual), not {type_name(value)}"
+        )
+        return None
+    kind = choice(spot.child("type"), value.get("type"), POWER_TYPES, "missing power type")
+    if kind is None:
+        return None
+    before = len(spot.problems)
+    unknown_keys(spot, value, POWER_FIELDS[kind], f" for power type {kind}")
+    profile: dict[str, object] = {"type": kind}
+    if "port" in value:
+        profile["port"] = port(spot.child("port"), value["port"])
+    bmc = kind in ("ipmi", "redfish")
+    need = f"power type {kind} needs"
+    if bmc or "address" in value:
+        profile["address"] = address(spot.child("address"), value.get("address"), f"{need} the BMC's address")
+    if bmc or "credentials" in value:
+        profile["credentials"] = credentials(
+            spot.child("credentials"), value.get("credentials"), f"{need} credentials: {{username, password}}"
+        )
+    if kind == "redfish":
+        if "tls_ca" in value:
+            ca = text(spot.child("tls_ca"), value["tls_ca"], None)
+            if ca is not None and not ca.startswith("/"):
+                spot.child("tls_ca").report(
+                    "tls_ca must be an absolute path to a CA bundle, e.g. /etc/remotehands/bmc-ca.pem"
+                )
+            profile["tls_ca"] = ca
+        if "tls_insecure" in value:
+            if not isinstance(value["tls_insecure"], bool):
+                spot.child("tls_insecure").report("tls_insecure must be true or false")
+            profile["tls_insecure"] = value["tls_insecure"]
+    if kind == "pdu-outlet":
+        profile["pdu"] = text(spot.child("pdu"), value.get("pdu"), f"{need} pdu: the PDU's inventory name")
+        outlet = value.get("outlet")
+        if outlet is None:
+            spot.child("outlet").report(f"{need} outlet: the outlet number on that PDU")
+        profile["outlet"] = number(spot.child("outlet"), outlet, 1, None, "an outlet number")
+    return profile if len(spot.problems) == before else None
+
+
+class _HostVars:
+    """One host's resolved variables, with the spot each is reported at (the hosts file when unset)."""
+
+    def __init__(
+        self, name: str, resolved: VarMap, hosts_file: str, problems: list[InventoryProblem]
+    ) -> None:
+        self.name = name
+        self.resolved = resolved
+        self.hosts_file = hosts_file
+        self.problems = problems
+
+    def spot(self, key: str) -> Spot:
+        """Where a problem about ``key`` is reported: the file that set it, else the hosts file."""
+        source = self.resolved.get(key)
+        return Spot(source.file if source else self.hosts_file, self.name, key, self.problems)
+
+    def value(self, key: str) -> object:
+        """The resolved value of ``key``; None when no file sets it."""
+        source: Sourced | None = self.resolved.get(key)
+        return None if source is None else source.value
+
+    def text(self, key: str, needs: str | None) -> str | None:
+        """The text of ``key``; when ``needs`` is given the key is required and ``needs`` says why."""
+        return text(self.spot(key), self.value(key), f"missing {key}; {needs}" if needs else None)
+
+
+def build_equipment(
+    name: str,
+    resolved: VarMap,
+    host_written: set[str],
+    catalogue: Catalogue,
+    problems: list[InventoryProblem],
+) -> Equipment | None:
+    """Check host ``name``'s resolved variables and build its model; None after reporting its problems.
+
+    ``host_written`` names the variables written for this host itself (hosts.yml or host_vars): a field
+    that does not apply to the host's kind is a problem there, but is ignored when inherited from a group,
+    where it is a default for the group's other members. Raises nothing.
+    """
+    before = len(problems)
+    host = _HostVars(name, resolved, catalogue.hosts_file, problems)
+    kind = choice(host.spot("kind"), host.value("kind"), KINDS, "missing kind")
+    server = kind in HOST_KINDS
+    applicable = SERVER_FIELDS if server else DEVICE_FIELDS
+    for key in sorted(host_written & set(HOST_FIELDS) - set(applicable)) if kind else ():
+        host.spot(key).report(
+            f"field {key} does not apply to a {kind}; fields for a {kind} are {', '.join(applicable)}"
+        )
+    fields = _common_fields(host, catalogue, required=server)
+    if server:
+        fields["power"] = power(host.spot("power"), host.value("power"))
+        fields["reimage_method"] = host.text("reimage_method", None)
+    elif kind is not None:
+        platforms = ARRAY_PLATFORMS if kind == ARRAY_KIND else NETWORK_PLATFORMS
+        fields["platform"] = choice(
+            host.spot("platform"), host.value("platform"), platforms, f"missing platform for the {kind}"
+        )
+        fields["credentials"] = credentials(
+            host.spot("credentials"), host.value("credentials"), "missing credentials: {username, password}"
+        )
+        fields["port"] = port(host.spot("port"), host.value("port"))
+    if kind is None or len(problems) > before:
+        return None
+    data = {k: v for k, v in fields.items() if v is not None}
+    try:
+        if server:
+            return Host.model_validate({**data, "kind": kind})
+        if kind == ARRAY_KIND:
+            return StorageArray.model_validate(data)
+        return NetworkDevice.model_validate({**data, "kind": kind})
+    except ValidationError as exc:
+        problems.extend(problems_from_validation_error(exc, name, lambda key: host.spot(key).file))
+        return None
+
+
+def _common_fields(host: _HostVars, catalogue: Catalogue, *, required: bool) -> dict[str, object]:
+    """Fields every kind has; rack, serial_number and subscription are demanded only when ``required``.
+
+    With an unknown kind they are not demanded, so a typo in kind does not bury the host in problems.
+    """
+    fields: dict[str, object] = {"name": host.name}
+    fields["mgmt_address"] = address(
+        host.spot("ansible_host"),
+        host.value("ansible_host"),
+        "missing ansible_host; write the management IP address or host name to connect to",
+    )
+    site = host.text("site", "every host needs a site (usually set as a var of its site group)")
+    if site is not None and site not in catalogue.sites:
+        declared = ", ".join(sorted(catalogue.sites)) or "none"
+        host.spot("site").report(
+            f"site {site!r} is not declared in sites (group_vars/all.yml); declared: {declared}"
+        )
+    fields["site"] = site
+    fields["rack"] = host.text(
+        "rack", "every server needs a rack (usually set as a var of its rack group)" if required else None
+    )
+    serial = host.text(
+        "serial_number", "every server needs the serial number on its chassis" if required else None
+    )
+    if serial is not None and not _SERIAL.match(serial):
+        host.spot("serial_number").report(
+            f"serial number {serial!r} may hold only letters, digits, '.', '_' and '-'"
+        )
+    fields["serial_number"] = serial
+    subscription = host.text(
+        "subscription",
+        f"every server belongs to a customer subscription (or {PROVIDER})" if required else None,
+    )
+    known = [*sorted(catalogue.subscriptions), PROVIDER]
+    if subscription is not None and subscription not in known:
+        host.spot("subscription").report(
+            f"unknown subscription {subscription!r}; known subscriptions: {', '.join(known)}"
+        )
+    fields["subscription"] = subscription
+    return fields

@@ -1,0 +1,134 @@
+"""Typed inventory: sites, racks, customer subscriptions, hosts with their power profile, network devices
+and storage arrays. Built by ``remotehands.inventory.loader`` from an Ansible YAML inventory directory.
+
+Credentials are kept as *references* (``env:``, ``file:``, ``vault:``); ``remotehands.secrets.resolve``
+turns one into a value at the moment of use.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from remotehands.errors import UnknownTarget
+
+HostKind = Literal["mac-mini", "mac-studio", "mac-pro", "esxi", "linux"]
+HOST_KINDS: tuple[str, ...] = ("mac-mini", "mac-studio", "mac-pro", "esxi", "linux")
+PowerType = Literal["ipmi", "redfish", "pdu-outlet", "manual"]
+NetworkKind = Literal["firewall", "switch", "router"]
+NetworkPlatform = Literal["cisco_asa", "juniper_junos", "fortinet", "cisco_ios"]
+ArrayPlatform = Literal["ontap", "pure", "powerstore"]
+
+# Shared infrastructure (firewalls, arrays, PDUs) belongs to the provider, not to a customer.
+PROVIDER = "provider"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Subscription(_Model):
+    """A customer's contract; every customer host belongs to exactly one."""
+
+    id: str
+    customer: str
+
+
+class Site(_Model):
+    name: str
+    description: str = ""
+    racks: tuple[str, ...] = ()
+
+
+class Credentials(_Model):
+    username: str
+    password: str  # a reference: env:NAME, file:/path or vault:path#key
+
+
+class PowerProfile(_Model):
+    """How a host's power is switched: its BMC (ipmi/redfish), a switched PDU outlet, or a technician."""
+
+    type: PowerType
+    address: str | None = None  # BMC or PDU management address
+    port: int | None = None
+    credentials: Credentials | None = None
+    pdu: str | None = None  # pdu-outlet: the PDU's inventory name
+    outlet: int | None = None  # pdu-outlet: outlet number on that PDU
+    tls_ca: str | None = None  # redfish: pinned CA bundle path
+    tls_insecure: bool = False  # redfish: explicit, per-device exception to TLS verification
+
+
+class Host(_Model):
+    """A server: a Mac, an ESXi or a Linux host."""
+
+    name: str
+    kind: HostKind
+    site: str
+    rack: str
+    serial_number: str
+    mgmt_address: str  # ansible_host
+    subscription: str  # a Subscription.id, or PROVIDER
+    power: PowerProfile
+    reimage_method: str | None = None
+
+
+class NetworkDevice(_Model):
+    name: str
+    kind: NetworkKind
+    platform: NetworkPlatform
+    site: str
+    rack: str | None = None
+    mgmt_address: str
+    port: int = 22
+    credentials: Credentials
+    subscription: str = PROVIDER
+    serial_number: str | None = None
+
+
+class StorageArray(_Model):
+    name: str
+    platform: ArrayPlatform
+    site: str
+    rack: str | None = None
+    mgmt_address: str
+    port: int = 443
+    credentials: Credentials
+    subscription: str = PROVIDER
+    serial_number: str | None = None
+
+
+class Inventory(_Model):
+    """Everything the inventory directory describes, looked up by name."""
+
+    source: str
+    sites: dict[str, Site] = Field(default_factory=dict)
+    subscriptions: dict[str, Subscription] = Field(default_factory=dict)
+    hosts: dict[str, Host] = Field(default_factory=dict)
+    network_devices: dict[str, NetworkDevice] = Field(default_factory=dict)
+    arrays: dict[str, StorageArray] = Field(default_factory=dict)
+
+    def host(self, name: str) -> Host:
+        """Return the host called ``name``; raises ``UnknownTarget`` naming close matches."""
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise UnknownTarget(
+                f"unknown host {name!r} in inventory {self.source}",
+                fix=_suggest(name, list(self.hosts)) or "run 'remotehands inventory list' to see the hosts",
+            ) from None
+
+    def customer_of(self, subscription_id: str) -> str:
+        if subscription_id == PROVIDER:
+            return PROVIDER
+        sub = self.subscriptions.get(subscription_id)
+        return sub.customer if sub else subscription_id
+
+
+def _suggest(name: str, names: list[str]) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=3)
+    if not close:
+        return None
+    return "did you mean " + ", ".join(close) + "?"

@@ -1,0 +1,376 @@
+"""The lab process: simulated IPMI BMCs on 127.0.0.1 in one process, and the API that starts, finds and stops it.
+
+``python -m remotehands.lab.process --dir DIR --hosts N [--cycle-delay S]`` runs N BMCs (esx-01 .. esx-NN,
+kinds alternating esxi and linux, all powered on), each on its own free UDP port, user ``admin`` and one
+random password for all in ``DIR/secrets/bmc_password``. Once every BMC answers it writes an Ansible inventory
+to ``DIR/inventory/`` and then ``DIR/lab.json`` (the signal that the lab is up). SIGTERM or SIGINT stops the
+BMCs, removes ``DIR/lab.json`` and exits 0. Every request a BMC answers is a line in ``DIR/bmc-log.jsonl``.
+
+Tests and the CLI use ``start_lab``, ``read_lab``, ``stop_lab`` and ``read_bmc_log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from remotehands import redaction
+from remotehands.errors import ActionFailed, BadInput
+
+log = logging.getLogger("remotehands.lab.process")  # not __main__ when run with -m
+
+ADDRESS = "127.0.0.1"
+USERNAME = "admin"
+MAX_HOSTS = 500  # pyghmi select()s on every socket of the process: stay well under 1,024
+SITE = "lab1"
+RACK = "r1"
+SUBSCRIPTIONS = {"acme-0001": "acme", "globex-0001": "globex"}
+PROCESS_MARKER = b"remotehands.lab.process"
+
+# Lab processes this interpreter started and has not reaped yet (so a stopped lab leaves no zombie).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True)
+class LabHost:
+    """Where one simulated server's BMC listens."""
+
+    address: str
+    port: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class LabInfo:
+    """A running lab, as ``DIR/lab.json`` describes it."""
+
+    pid: int
+    state_dir: Path
+    inventory_dir: Path
+    log_path: Path
+    password_file: Path
+    hosts: Mapping[str, LabHost]
+
+    def password(self) -> str:
+        """The BMC password every simulated BMC of this lab accepts for user ``admin``."""
+        return self.password_file.read_text().strip()
+
+
+def start_lab(state_dir: Path, hosts: int = 4, cycle_delay: float = 1.0, timeout: float = 20.0) -> LabInfo:
+    """Start a lab process for ``state_dir`` and return once every BMC answers.
+
+    Raises ``BadInput`` when a lab already runs there or ``hosts`` is out of range, and ``ActionFailed``
+    (with the end of ``DIR/lab.out``) when the process exits early or is not ready within ``timeout``.
+    """
+    if not 1 <= hosts <= MAX_HOSTS:
+        raise BadInput(
+            f"a lab has 1 to {MAX_HOSTS} hosts, not {hosts}", fix=f"ask for at most {MAX_HOSTS} hosts"
+        )
+    state_dir = state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    running = read_lab(state_dir)
+    if running is not None:
+        raise BadInput(
+            f"a lab already runs in {state_dir} (pid {running.pid})",
+            fix="stop it first (remotehands lab down, or stop_lab) or use another directory",
+        )
+    (state_dir / "lab.json").unlink(missing_ok=True)
+    out_path = state_dir / "lab.out"
+    command = [
+        sys.executable,
+        "-m",
+        "remotehands.lab.process",
+        "--dir",
+        str(state_dir),
+        "--hosts",
+        str(hosts),
+    ]
+    command += ["--cycle-delay", str(cycle_delay)]
+    with out_path.open("wb") as out:
+        proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    _children[proc.pid] = proc
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = proc.poll()
+        if status is not None:
+            _children.pop(proc.pid, None)
+            raise ActionFailed(
+                f"the lab process exited with status {status} before it was ready; end of {out_path}:\n"
+                + _tail(out_path),
+                fix=f"read {state_dir / 'lab.log'} for the cause",
+            )
+        info = read_lab(state_dir)
+        if info is not None and info.pid == proc.pid:
+            return info
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    _children.pop(proc.pid, None)
+    raise ActionFailed(
+        f"the lab process was not ready within {timeout:g}s and was killed; end of {out_path}:\n"
+        + _tail(out_path),
+        fix="retry with a longer timeout or fewer hosts, and read lab.log in the same directory",
+    )
+
+
+def read_lab(state_dir: Path) -> LabInfo | None:
+    """The lab running for ``state_dir``, or None when there is no ``lab.json`` or its process is gone."""
+    state_dir = state_dir.resolve()
+    try:
+        raw = json.loads((state_dir / "lab.json").read_text())
+    except (OSError, ValueError):
+        return None
+    pid = int(raw["pid"])
+    if not _alive(pid):
+        return None
+    return LabInfo(
+        pid=pid,
+        state_dir=state_dir,
+        inventory_dir=state_dir / "inventory",
+        log_path=Path(raw["log"]),
+        password_file=state_dir / "secrets" / "bmc_password",
+        hosts={name: LabHost(h["address"], int(h["port"]), h["kind"]) for name, h in raw["hosts"].items()},
+    )
+
+
+def stop_lab(state_dir: Path, timeout: float = 10) -> bool:
+    """Stop the lab of ``state_dir`` (SIGTERM, then SIGKILL after ``timeout`` s); False when none was running.
+
+    A stale ``lab.json`` (its process is gone) is removed either way.
+    """
+    state_dir = state_dir.resolve()
+    info = read_lab(state_dir)
+    if info is None:
+        (state_dir / "lab.json").unlink(missing_ok=True)
+        return False
+    if not _signal_and_wait(info.pid, signal.SIGTERM, timeout):
+        log.warning("lab process %d ignored SIGTERM for %gs; killing it", info.pid, timeout)
+        _signal_and_wait(info.pid, signal.SIGKILL, 5.0)
+    _children.pop(info.pid, None)
+    (state_dir / "lab.json").unlink(missing_ok=True)
+    return True
+
+
+def read_bmc_log(log_path: Path, host: str | None = None, command: str | None = None) -> list[dict[str, Any]]:
+    """The lines of a lab's BMC command log, optionally only those of ``host`` and/or ``command``."""
+    try:
+        text = log_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    entries = []
+    for line in text.splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break  # a line being written right now
+        entry = json.loads(line)
+        if (host is None or entry.get("bmc") == host) and (
+            command is None or entry.get("command") == command
+        ):
+            entries.append(entry)
+    return entries
+
+
+def _signal_and_wait(pid: int, sig: signal.Signals, timeout: float) -> bool:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None  # also reaps it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        # A recycled pid must not pass for the lab (stop_lab would signal a stranger).
+        if PROCESS_MARKER not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return False
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) or "(empty)"
+    except OSError:
+        return "(missing)"
+
+
+# -- the lab process itself -----------------------------------------------------------------------------
+
+
+def host_names(count: int) -> list[str]:
+    """esx-01 .. esx-NN (wider numbers past 99)."""
+    width = max(2, len(str(count)))
+    return [f"esx-{n:0{width}d}" for n in range(1, count + 1)]
+
+
+def write_inventory(inventory_dir: Path, hosts: Mapping[str, LabHost], password_file: Path) -> None:
+    """Write ``hosts.yml`` and ``group_vars/all.yml`` for the lab (format read by ``remotehands.inventory``)."""
+    entries: dict[str, Any] = {}
+    for number, (name, host) in enumerate(hosts.items(), start=1):
+        entries[name] = {
+            "ansible_host": host.address,
+            "kind": host.kind,
+            "serial_number": f"LAB{number:04d}",
+            "subscription": "acme-0001" if number % 2 else "globex-0001",
+            "power": {
+                "type": "ipmi",
+                "address": host.address,
+                "port": host.port,
+                "credentials": {"username": USERNAME, "password": f"file:{password_file}"},
+            },
+        }
+    site = {
+        "vars": {"site": SITE},
+        "children": {f"{SITE}_{RACK}": {"vars": {"rack": RACK}, "hosts": entries}},
+    }
+    group_vars = {
+        "sites": {SITE: {"description": "Loopback lab site"}},
+        "subscriptions": {sub: {"customer": customer} for sub, customer in SUBSCRIPTIONS.items()},
+    }
+    header = "# Written by remotehands.lab.process at every lab start; edits are lost.\n"
+    _write_atomic(inventory_dir / "hosts.yml", header + _yaml({"all": {"children": {SITE: site}}}))
+    _write_atomic(inventory_dir / "group_vars" / "all.yml", header + _yaml(group_vars))
+
+
+def run_lab(state_dir: Path, count: int, cycle_delay: float) -> int:
+    """Run the BMCs until SIGTERM/SIGINT; returns the exit status."""
+    from remotehands.lab.bmc_sim import CommandLog, SimulatedBmc, probe, serve_forever
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    password_file = _write_password(state_dir / "secrets")
+    password = password_file.read_text().strip()
+    redaction.register(password)
+    log_path = state_dir / "bmc-log.jsonl"
+    log_path.write_text("")  # a new lab starts a new log: tests count its lines
+    command_log = CommandLog(log_path)
+    bmcs = [
+        SimulatedBmc(
+            name,
+            username=USERNAME,
+            password=password,
+            command_log=command_log,
+            kind="esxi" if number % 2 else "linux",
+            address=ADDRESS,
+            cycle_delay=cycle_delay,
+        )
+        for number, name in enumerate(host_names(count), start=1)
+    ]
+    listener = threading.Thread(target=serve_forever, args=(stop,), name="ipmi-listener", daemon=True)
+    listener.start()
+    for bmc in bmcs:
+        if not any(probe(ADDRESS, bmc.port, timeout=1.0) for _ in range(5)):
+            raise RuntimeError(f"BMC {bmc.name} on {ADDRESS}:{bmc.port} does not answer")
+    hosts = {bmc.name: LabHost(ADDRESS, bmc.port, bmc.kind) for bmc in bmcs}
+    write_inventory(state_dir / "inventory", hosts, password_file)
+    lab = {
+        "pid": os.getpid(),
+        "started": time.time(),
+        "log": str(log_path),
+        "inventory": str(state_dir / "inventory"),
+        "password_file": str(password_file),
+        "hosts": {name: {"address": h.address, "port": h.port, "kind": h.kind} for name, h in hosts.items()},
+    }
+    _write_atomic(state_dir / "lab.json", json.dumps(lab, indent=2) + "\n")
+    log.info(
+        "lab up: %d BMCs on %s, ports %s", count, ADDRESS, ", ".join(str(h.port) for h in hosts.values())
+    )
+    while not stop.wait(0.5):
+        pass
+    log.info("stopping the lab")
+    for bmc in bmcs:
+        bmc.stop()
+    listener.join(2.0)
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        if json.loads((state_dir / "lab.json").read_text())["pid"] == os.getpid():
+            (state_dir / "lab.json").unlink()
+    command_log.close()
+    log.info("lab stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry of the lab process."""
+    parser = argparse.ArgumentParser(
+        prog="python -m remotehands.lab.process", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--dir", type=Path, required=True, help="state directory of the lab")
+    parser.add_argument("--hosts", type=int, default=4, help=f"number of simulated servers (1-{MAX_HOSTS})")
+    parser.add_argument(
+        "--cycle-delay", type=float, default=1.0, help="seconds a power cycle keeps a host off"
+    )
+    args = parser.parse_args(argv)
+    if not 1 <= args.hosts <= MAX_HOSTS:
+        parser.error(f"--hosts must be 1 to {MAX_HOSTS}")
+    state_dir: Path = args.dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=state_dir / "lab.log",
+        level=logging.INFO,
+        format="%(asctime)s %(process)d %(threadName)s %(levelname)s %(name)s: %(message)s",
+    )
+    redaction.install_logging_filter()
+    try:
+        return run_lab(state_dir, args.hosts, args.cycle_delay)
+    except Exception as exc:
+        log.exception("the lab failed")
+        print(f"lab failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _write_password(secrets_dir: Path) -> Path:
+    secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secrets_dir.chmod(0o700)
+    path = secrets_dir / "bmc_password"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(secrets.token_urlsafe(16) + "\n")
+    return path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The actions remotehands can run, each declared as a list of steps. Task modules register theirs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from remotehands.errors import InvalidRequest
+from remotehands.jobs.steps import Step
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    description: str
+    steps: Callable[[], list[Step]]
+    deadline_seconds: int = 900
+    purpose: str = ""
+
+
+_ACTIONS: dict[str, Action] = {}
+
+
+def register(action: Action) -> None:
+    _ACTIONS[action.name] = action
+
+
+def get(name: str) -> Action:
+    """The registered action ``name``; raises ``InvalidRequest`` listing the known ones."""
+    _load_builtin_actions()
+    try:
+        return _ACTIONS[name]
+    except KeyError:
+        raise InvalidRequest(
+            f"unknown action {name!r}", fix="one of: " + ", ".join(sorted(_ACTIONS))
+        ) from None
+
+
+def names() -> frozenset[str]:
+    _load_builtin_actions()
+    return frozenset(_ACTIONS)
+
+
+def _load_builtin_actions() -> None:
+    # Importing a task module registers its actions.
+    import remotehands.bmc.tasks  # noqa: F401

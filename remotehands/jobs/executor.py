@@ -1,0 +1,90 @@
+"""The ``local`` executor: a thread pool inside the process, no broker.
+
+A loop finds due jobs, hands each to a thread that advances it (one work unit: until it ends or waits),
+delivers the outbox and runs the sweeper. ``remotehands worker`` runs it until stopped;
+``remotehands run`` runs it until the jobs of one ticket have ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from remotehands.errors import RetryableError
+from remotehands.jobs import outbox, runner, store, sweeper
+from remotehands.jobs.states import JobState
+from remotehands.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class LocalExecutor:
+    """Runs due jobs on ``workers`` threads. One lease owner id per executor."""
+
+    def __init__(self, runtime: Runtime, *, workers: int | None = None, poll: float = 0.1) -> None:
+        self.runtime = runtime
+        self.owner = store.new_owner()
+        self.poll = poll
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers or runtime.settings.workers, thread_name_prefix="rh-job"
+        )
+        self._running: dict[int, Future[JobState | None]] = {}
+        self._stop = threading.Event()
+        self._last_sweep = 0.0
+
+    def tick(self) -> int:
+        """One pass: sweep (at most every 2 s), start due jobs, deliver the outbox. Returns jobs started."""
+        db = self.runtime.db
+        now = time.monotonic()
+        try:
+            if now - self._last_sweep > 2.0:
+                sweeper.sweep(db)
+                self._last_sweep = now
+            for job_id, fut in list(self._running.items()):
+                if fut.done():
+                    del self._running[job_id]
+            started = 0
+            for job_id in store.runnable_ids(db):
+                if job_id in self._running:
+                    continue
+                self._running[job_id] = self._pool.submit(runner.advance, self.runtime, job_id, self.owner)
+                started += 1
+            outbox.deliver(db, self.runtime.tickets)
+        except RetryableError as exc:
+            log.warning("executor: %s", exc)
+            return 0
+        return started
+
+    def run_until(
+        self,
+        done: Callable[[], bool],
+        *,
+        timeout: float | None = None,
+        on_tick: Callable[[], None] | None = None,
+    ) -> bool:
+        """Tick until ``done()`` is true (then drain the outbox) or ``timeout``; True when done."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stop.is_set():
+            self.tick()
+            if on_tick:
+                on_tick()
+            if done() and not self._running_any():
+                outbox.deliver(self.runtime.db, self.runtime.tickets)
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(self.poll)
+        return False
+
+    def _running_any(self) -> bool:
+        return any(not f.done() for f in self._running.values())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._pool.shutdown(wait=True)

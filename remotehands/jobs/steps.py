@@ -1,0 +1,90 @@
+"""What a job is made of: an ordered list of steps.
+
+A step acts once per call of ``run`` and returns ``Done`` (with a one-line result for the ticket) or
+``Wait`` (call me again at ``until``; the worker is freed meanwhile). Before ``run``, the engine commits a
+``started`` journal row holding the step's ``baseline`` (evidence read from the equipment before acting).
+If the process dies between that commit and ``done``, the next worker calls ``reconcile`` instead of
+running the step blindly: it reads the equipment and decides.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from remotehands.inventory.models import Host
+    from remotehands.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Done:
+    """The step finished; ``message`` is its one-line result for the ticket trail."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Call the step again at ``until`` (or earlier, on a callback); ``reason`` shows in ``jobs show``."""
+
+    until: datetime
+    reason: str
+
+
+class Verdict(StrEnum):
+    DONE = "done"  # the equipment shows the step took effect: do not act again
+    RETRY = "retry"  # the step did not act (or acting again is harmless): run it
+    NEEDS_OPERATOR = "needs_operator"  # cannot tell: a human must look
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    verdict: Verdict
+    message: str
+
+
+@dataclass
+class StepContext:
+    """What a step may use: the job's identity and parameters, its shared data, the runtime."""
+
+    job_id: int
+    ticket_id: str
+    action: str
+    target: str
+    params: dict[str, Any]
+    data: dict[str, Any]  # persisted with each step's done; later steps read what earlier steps wrote
+    runtime: Runtime
+    notes: list[str] = field(default_factory=list)
+
+    def host(self) -> Host:
+        return self.runtime.inventory().host(self.target)
+
+
+class Step(ABC):
+    """One journaled unit of a job."""
+
+    name: str = ""
+    description: str = ""
+    # A read-only or naturally idempotent step may simply be run again after a crash.
+    idempotent: bool = False
+
+    def baseline(self, ctx: StepContext) -> dict[str, Any]:
+        """Evidence read before acting, stored in the ``started`` row for ``reconcile``."""
+        return {}
+
+    @abstractmethod
+    def run(self, ctx: StepContext) -> Done | Wait:
+        """Act once. Raise a ``RemoteHandsError``: retryable errors are retried with back-off."""
+
+    def reconcile(self, ctx: StepContext, baseline: dict[str, Any]) -> Reconciled:
+        """Decide what to do about a ``started`` row left by a dead worker. Non-idempotent steps override."""
+        if self.idempotent:
+            return Reconciled(Verdict.RETRY, f"{self.name} is safe to run again")
+        return Reconciled(
+            Verdict.NEEDS_OPERATOR,
+            f"the worker stopped while '{self.name}' was acting and it cannot be told whether it took effect",
+        )

@@ -1,0 +1,1 @@
+"""Alembic migrations (identical for SQLite and PostgreSQL)."""

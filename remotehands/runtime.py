@@ -1,0 +1,59 @@
+"""Everything a command or a worker needs, built once from the settings: DB, tickets, inventory, drivers."""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from pathlib import Path
+
+from remotehands.bmc.base import PowerDriver
+from remotehands.config import Settings, load_settings
+from remotehands.db import Database
+from remotehands.inventory.models import Host, Inventory
+from remotehands.tickets.builtin import BuiltinTickets
+from remotehands.tickets.crypto import TicketCipher
+
+
+class Runtime:
+    """Lazily built services. Safe to share between the executor's threads."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+        self._inventory: Inventory | None = None
+        self._inventory_stamp: float | None = None
+        self._lock = threading.Lock()
+
+    @cached_property
+    def db(self) -> Database:
+        db = Database(self.settings.resolved_db_url())
+        db.migrate()
+        return db
+
+    @cached_property
+    def tickets(self) -> BuiltinTickets:
+        from remotehands.jobs import actions
+
+        return BuiltinTickets(self.db, TicketCipher(self.settings), actions.names())
+
+    @property
+    def inventory_path(self) -> Path:
+        return self.settings.inventory
+
+    def inventory(self) -> Inventory:
+        """The inventory, re-read when ``hosts.yml`` changes. Raises ``InventoryError`` listing every problem."""
+        from remotehands.inventory import load_inventory
+
+        path = self.inventory_path
+        hosts_file = path / "hosts.yml"
+        stamp = hosts_file.stat().st_mtime if hosts_file.exists() else None
+        with self._lock:
+            if self._inventory is None or stamp != self._inventory_stamp:
+                self._inventory = load_inventory(path)
+                self._inventory_stamp = stamp
+            return self._inventory
+
+    def power_driver(self, host: Host) -> PowerDriver:
+        """The power driver the host's profile names, with credentials resolved now."""
+        from remotehands.bmc.factory import power_driver_for
+
+        return power_driver_for(host)

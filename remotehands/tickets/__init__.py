@@ -1,0 +1,1 @@
+"""Ticket systems: the TicketSystem interface, the builtin one, and ticket -> TaskRequest."""

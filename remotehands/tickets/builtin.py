@@ -1,0 +1,305 @@
+"""The builtin ticket system: tickets in remotehands' own database.
+
+Creating a ticket validates its request before anything else exists: the action must be known, every
+target must be in the inventory, and a customer's ticket may only target hosts of its own subscription.
+Approval must come from someone other than the requester. Sensitive tickets keep title, description,
+comments and attachments encrypted at rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from remotehands import audit, redaction
+from remotehands.db import Database
+from remotehands.errors import (
+    InvalidRequest,
+    NotPermitted,
+    SelfApproval,
+    TicketNotFound,
+    WrongSubscription,
+)
+from remotehands.inventory.models import PROVIDER, Inventory
+from remotehands.tickets.base import (
+    Approval,
+    Attachment,
+    Comment,
+    Severity,
+    TaskRequest,
+    Ticket,
+    TicketStatus,
+    TicketType,
+    format_builtin_id,
+    parse_builtin_id,
+)
+from remotehands.tickets.crypto import TicketCipher
+from remotehands.tickets.tables import AttachmentRow, CommentRow, TicketRow
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    type: TicketType
+    severity: Severity
+    title: str
+    requester: str
+    customer: str
+    subscription: str
+    request: TaskRequest
+    description: str = ""
+    sensitive: bool = False
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class BuiltinTickets:
+    """``TicketSystem`` over remotehands' own database."""
+
+    name = "builtin"
+
+    def __init__(self, db: Database, cipher: TicketCipher, known_actions: frozenset[str]) -> None:
+        self._db = db
+        self._cipher = cipher
+        self._known_actions = known_actions
+
+    # -- creating and approving -------------------------------------------------------------------
+
+    def create(self, new: NewTicket, inventory: Inventory) -> str:
+        """Validate and store a ticket; returns its id (``RH-n``).
+
+        Raises ``InvalidRequest`` for an unknown action or empty title, ``UnknownTarget`` for a target not in
+        the inventory, ``WrongSubscription`` when a customer targets a host outside its subscription.
+        """
+        if not new.title.strip():
+            raise InvalidRequest("title is empty", fix="give the ticket a one-line title (--title)")
+        if not new.requester.strip():
+            raise InvalidRequest("requester is empty", fix="say who asks (--requester)")
+        if new.request.action not in self._known_actions:
+            raise InvalidRequest(
+                f"request.action {new.request.action!r} is not an action remotehands knows",
+                fix="one of: " + ", ".join(sorted(self._known_actions)),
+            )
+        sites = set()
+        for target in new.request.targets:
+            host = inventory.host(target)
+            sites.add(host.site)
+            if new.customer != PROVIDER and host.subscription != new.subscription:
+                raise WrongSubscription(
+                    f"request.targets: host {target} does not belong to subscription {new.subscription} "
+                    f"of customer {new.customer}",
+                    fix="a customer's ticket can only target its own hosts; check the host name",
+                )
+        if new.customer != PROVIDER and new.subscription not in inventory.subscriptions:
+            raise InvalidRequest(
+                f"subscription {new.subscription!r} is not in the inventory",
+                fix="known subscriptions: " + ", ".join(sorted(inventory.subscriptions)),
+            )
+        stamp = now()
+        title, description = new.title, new.description
+        if new.sensitive:
+            title, description = self._cipher.encrypt_text(title), self._cipher.encrypt_text(description)
+        row = TicketRow(
+            type=new.type.value,
+            severity=int(new.severity),
+            status=TicketStatus.NEW.value,
+            title=title,
+            description=description,
+            sensitive=new.sensitive,
+            customer=new.customer,
+            subscription=new.subscription,
+            site=",".join(sorted(sites)),
+            requester=new.requester,
+            action=new.request.action,
+            targets=list(new.request.targets),
+            params=dict(new.request.params),
+            received_at=stamp,
+            updated_at=stamp,
+        )
+        with self._db.session() as s:
+            s.add(row)
+            s.flush()
+            ticket_id = format_builtin_id(row.id)
+            audit.append(
+                s,
+                new.requester,
+                "ticket.create",
+                ticket_id,
+                {
+                    "action": new.request.action,
+                    "targets": list(new.request.targets),
+                    "severity": int(new.severity),
+                },
+            )
+        return ticket_id
+
+    def approve(self, ticket_id: str, approver: str) -> None:
+        """Approve a new ticket. Raises ``SelfApproval`` when the approver asked for it,
+        ``NotPermitted`` when the ticket is not in state new."""
+        with self._db.session() as s:
+            row = self._row(s, ticket_id)
+            if approver.strip().lower() == row.requester.strip().lower():
+                raise SelfApproval(
+                    f"{approver} requested {ticket_id} and cannot approve it",
+                    fix="ask another approver",
+                )
+            if row.status != TicketStatus.NEW.value:
+                raise NotPermitted(f"{ticket_id} is {row.status}, only a new ticket can be approved")
+            row.status = TicketStatus.APPROVED.value
+            row.approver = approver
+            row.approved_at = row.updated_at = now()
+            audit.append(s, approver, "ticket.approve", ticket_id)
+
+    # -- the TicketSystem interface -----------------------------------------------------------------
+
+    def get(self, ticket_id: str, *, reveal: bool = True) -> Ticket:
+        with self._db.session() as s:
+            row = self._row(s, ticket_id)
+            title, description = row.title, row.description
+            if row.sensitive:
+                if reveal:
+                    title, description = (
+                        self._cipher.decrypt_text(title),
+                        self._cipher.decrypt_text(description),
+                    )
+                else:
+                    title = description = "[sensitive: use --reveal]"
+            return Ticket(
+                id=format_builtin_id(row.id),
+                system=self.name,
+                type=TicketType(row.type),
+                severity=Severity(row.severity),
+                status=TicketStatus(row.status),
+                title=title,
+                description=description,
+                sensitive=row.sensitive,
+                customer=row.customer,
+                subscription=row.subscription,
+                site=row.site,
+                requester=row.requester,
+                approver=row.approver,
+                request=TaskRequest(action=row.action, targets=tuple(row.targets), params=row.params),
+                received_at=row.received_at,
+            )
+
+    def approval(self, ticket_id: str) -> Approval:
+        with self._db.session() as s:
+            row = self._row(s, ticket_id)
+            approved = row.approver is not None and row.status != TicketStatus.NEW.value
+            return Approval(approved=approved, approver=row.approver, at=row.approved_at)
+
+    def comment(
+        self,
+        ticket_id: str,
+        text: str,
+        *,
+        internal: bool = True,
+        event_key: str | None = None,
+        author: str = "remotehands",
+    ) -> None:
+        text = redaction.redact(text)
+        try:
+            with self._db.session() as s:
+                row = self._row(s, ticket_id)
+                if (
+                    event_key
+                    and s.execute(select(CommentRow.id).where(CommentRow.event_key == event_key)).first()
+                ):
+                    return
+                body = self._cipher.encrypt_text(text) if row.sensitive else text
+                s.add(
+                    CommentRow(
+                        ticket_id=row.id,
+                        author=author,
+                        body=body,
+                        internal=internal,
+                        event_key=event_key,
+                        created_at=now(),
+                    )
+                )
+        except IntegrityError:
+            # The same event delivered concurrently by another worker: already there.
+            return
+
+    def set_status(self, ticket_id: str, status: TicketStatus) -> None:
+        with self._db.session() as s:
+            row = self._row(s, ticket_id)
+            if row.status != status.value:
+                row.status = status.value
+                row.updated_at = now()
+
+    def attach(self, ticket_id: str, name: str, data: bytes, *, event_key: str | None = None) -> None:
+        data = redaction.redact_bytes(data)
+        try:
+            with self._db.session() as s:
+                row = self._row(s, ticket_id)
+                if (
+                    event_key
+                    and s.execute(
+                        select(AttachmentRow.id).where(AttachmentRow.event_key == event_key)
+                    ).first()
+                ):
+                    return
+                content = self._cipher.encrypt_bytes(data) if row.sensitive else data
+                s.add(
+                    AttachmentRow(
+                        ticket_id=row.id, name=name, content=content, event_key=event_key, created_at=now()
+                    )
+                )
+        except IntegrityError:
+            return
+
+    # -- reading for people ---------------------------------------------------------------------------
+
+    def comments(self, ticket_id: str, *, reveal: bool = False) -> list[Comment]:
+        with self._db.session() as s:
+            row = self._row(s, ticket_id)
+            rows = s.execute(select(CommentRow).where(CommentRow.ticket_id == row.id).order_by(CommentRow.id))
+            out = []
+            for c in rows.scalars():
+                body = c.body
+                if row.sensitive:
+                    body = self._cipher.decrypt_text(body) if reveal else "[sensitive: use --reveal]"
+                out.append(Comment(author=c.author, body=body, internal=c.internal, at=c.created_at))
+            return out
+
+    def attachments(self, ticket_id: str) -> list[Attachment]:
+        with self._db.session() as s:
+            row = self._row(s, ticket_id)
+            rows = s.execute(select(AttachmentRow).where(AttachmentRow.ticket_id == row.id))
+            return [Attachment(name=a.name, size=len(a.content), at=a.created_at) for a in rows.scalars()]
+
+    def attachment_content(self, ticket_id: str, name: str) -> bytes:
+        with self._db.session() as s:
+            row = self._row(s, ticket_id)
+            att = (
+                s.execute(
+                    select(AttachmentRow).where(AttachmentRow.ticket_id == row.id, AttachmentRow.name == name)
+                )
+                .scalars()
+                .first()
+            )
+            if att is None:
+                raise TicketNotFound(f"{ticket_id} has no attachment {name!r}")
+            return self._cipher.decrypt_bytes(att.content) if row.sensitive else att.content
+
+    def queue(self, *, include_done: bool = False) -> list[Ticket]:
+        """Open tickets in working order: severity first (Sev1 first), then the order received."""
+        closed = {TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value}
+        with self._db.session() as s:
+            query = select(TicketRow.id).order_by(TicketRow.severity, TicketRow.received_at, TicketRow.id)
+            if not include_done:
+                query = query.where(TicketRow.status.not_in(closed))
+            ids = [format_builtin_id(i) for i in s.execute(query).scalars()]
+        return [self.get(i, reveal=False) for i in ids]
+
+    def _row(self, s: Session, ticket_id: str) -> TicketRow:
+        row = s.get(TicketRow, parse_builtin_id(ticket_id))
+        if row is None:
+            raise TicketNotFound(f"no ticket {ticket_id}", fix="list tickets with 'remotehands tickets list'")
+        return row

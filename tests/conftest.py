@@ -1,0 +1,141 @@
+"""Shared fixtures: one lab (simulated IPMI BMCs on 127.0.0.1) per test session, a fresh database per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from remotehands import redaction
+from remotehands.config import Settings
+from remotehands.jobs import store
+from remotehands.jobs.executor import LocalExecutor
+from remotehands.lab.process import LabInfo, read_bmc_log, start_lab, stop_lab
+from remotehands.runtime import Runtime
+from remotehands.tickets.base import Severity, TaskRequest, TicketType
+from remotehands.tickets.builtin import NewTicket
+
+LAB_HOSTS = 8
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabInfo]:
+    where = tmp_path_factory.mktemp("lab")
+    info = start_lab(where, hosts=LAB_HOSTS, cycle_delay=0.5)
+    try:
+        yield info
+    finally:
+        stop_lab(where)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Keep every test's state (ticket key, logs) under its own tmp dir, and forget registered secrets."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    for var in ("RH_CONFIG", "RH_DB_URL", "RH_INVENTORY", "RH_TICKET_KEY", "RH_FAULT_KILL_AT"):
+        monkeypatch.delenv(var, raising=False)
+    yield
+    redaction.forget_all()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, lab: LabInfo) -> Settings:
+    return Settings(
+        db_url=f"sqlite:///{tmp_path / 'rh.db'}",
+        inventory=lab.inventory_dir,
+        log_file=tmp_path / "rh.log",
+        lease_seconds=30,
+    )
+
+
+@pytest.fixture
+def rt(settings: Settings) -> Iterator[Runtime]:
+    runtime = Runtime(settings)
+    yield runtime
+    runtime.db.dispose()
+
+
+@dataclass
+class Mark:
+    """A position in the lab's BMC command log, to count commands sent after it."""
+
+    lab: LabInfo
+    host: str
+    offset: int
+
+    def commands(self, command: str | None = None) -> list[dict[str, object]]:
+        return (
+            read_bmc_log(self.lab.log_path, host=self.host, command=command)[self.offset :]
+            if command is None
+            else [
+                e
+                for e in read_bmc_log(self.lab.log_path, host=self.host)[self.offset :]
+                if e["command"] == command
+            ]
+        )
+
+
+def mark(lab: LabInfo, host: str) -> Mark:
+    return Mark(lab, host, len(read_bmc_log(lab.log_path, host=host)))
+
+
+def open_ticket(
+    rt: Runtime,
+    host: str,
+    *,
+    action: str = "power.cycle",
+    requester: str = "alice",
+    approver: str | None = "bob",
+    customer: str | None = None,
+    subscription: str | None = None,
+    severity: Severity = Severity.OUTAGE_ONE,
+    sensitive: bool = False,
+    title: str | None = None,
+) -> str:
+    inv = rt.inventory()
+    sub = subscription or inv.host(host).subscription
+    ticket_id = rt.tickets.create(
+        NewTicket(
+            type=TicketType.REMOTE_HANDS,
+            severity=severity,
+            title=title or f"{action} {host}",
+            requester=requester,
+            customer=customer or inv.customer_of(sub),
+            subscription=sub,
+            request=TaskRequest(action=action, targets=(host,)),
+            sensitive=sensitive,
+        ),
+        inv,
+    )
+    if approver:
+        rt.tickets.approve(ticket_id, approver)
+    return ticket_id
+
+
+def run_ticket(rt: Runtime, ticket_id: str, timeout: float = 60) -> list[int]:
+    """Create the ticket's jobs and run them with the local executor until they settle."""
+    ticket = rt.tickets.get(ticket_id)
+    approval = rt.tickets.approval(ticket_id)
+    ids = store.create_jobs_for_ticket(
+        rt.db, ticket, approval.approver if approval.approved else None, "test"
+    )
+    executor = LocalExecutor(rt, poll=0.05)
+    try:
+        assert executor.run_until(lambda: settled(rt, ids), timeout=timeout), "jobs did not settle in time"
+    finally:
+        executor.shutdown()
+    return ids
+
+
+def settled(rt: Runtime, ids: list[int]) -> bool:
+    with rt.db.session() as s:
+        return all(
+            store.get_job(s, j).state in ("succeeded", "failed", "cancelled", "needs_operator") for j in ids
+        )
+
+
+def job_state(rt: Runtime, job_id: int) -> str:
+    with rt.db.session() as s:
+        return store.get_job(s, job_id).state

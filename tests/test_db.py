@@ -1,0 +1,101 @@
+"""Database: migrations equal the models, SQLite durability settings, and the same guarantees on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, text
+
+import remotehands.audit
+import remotehands.jobs.tables
+import remotehands.tickets.tables  # noqa: F401
+from remotehands.db import Base, Database
+from remotehands.errors import TargetBusy
+from remotehands.jobs import store
+from remotehands.tickets.base import Severity, TaskRequest, Ticket, TicketStatus, TicketType
+
+PG_ADMIN = os.environ.get("RH_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def _ticket(n: int, target: str) -> Ticket:
+    from datetime import UTC, datetime
+
+    return Ticket(
+        id=f"RH-{n}",
+        system="builtin",
+        type=TicketType.REMOTE_HANDS,
+        severity=Severity.DEGRADED,
+        status=TicketStatus.APPROVED,
+        title="t",
+        description="",
+        sensitive=False,
+        customer="provider",
+        subscription="provider",
+        site="lab1",
+        requester="alice",
+        approver="bob",
+        request=TaskRequest(action="power.cycle", targets=(target,)),
+        received_at=datetime.now(UTC),
+    )
+
+
+def _assert_schema_matches(db: Database) -> None:
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def _assert_lock_and_lease(db: Database) -> None:
+    [job_id] = store.create_jobs_for_ticket(db, _ticket(1, "esx-01"), "bob", "test")
+    with pytest.raises(TargetBusy) as err:
+        store.create_jobs_for_ticket(db, _ticket(2, "esx-01"), "bob", "test")
+    assert err.value.blocking_job_id == job_id
+    a, b = store.new_owner(), store.new_owner()
+    assert store.claim(db, job_id, a, 60) is True
+    assert store.claim(db, job_id, b, 60) is False
+
+
+def test_sqlite_migrations_match_models_and_durability_settings(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    db.migrate()
+    db.migrate()  # idempotent
+    _assert_schema_matches(db)
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    _assert_lock_and_lease(db)
+
+
+@pytest.fixture
+def pg_db() -> Iterator[Database]:
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    name = f"rh_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        if os.environ.get("RH_REQUIRE_SERVICES"):
+            raise
+        pytest.skip(
+            f"PostgreSQL not reachable at {PG_ADMIN} ({type(exc).__name__}); set RH_REQUIRE_SERVICES to fail instead"
+        )
+    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    db = Database(url)
+    try:
+        yield db
+    finally:
+        db.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def test_postgresql_migrations_lock_and_lease(pg_db):
+    pg_db.migrate()
+    _assert_schema_matches(pg_db)
+    _assert_lock_and_lease(pg_db)

@@ -1,0 +1,1 @@
+"""The ``remotehands`` command line (Typer + Rich): one sub-app per package."""

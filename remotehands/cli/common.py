@@ -1,0 +1,66 @@
+"""Shared CLI pieces: the runtime, who the user is, ticket rendering."""
+
+from __future__ import annotations
+
+import getpass
+import os
+
+from rich.table import Table
+
+from remotehands.cli.output import console
+from remotehands.runtime import Runtime
+from remotehands.tickets.base import Ticket
+
+
+def runtime() -> Runtime:
+    return Runtime()
+
+
+def current_user() -> str:
+    return os.environ.get("RH_USER") or getpass.getuser()
+
+
+def ticket_dict(t: Ticket) -> dict[str, object]:
+    return {
+        "id": t.id,
+        "type": t.type.value,
+        "severity": int(t.severity),
+        "severity_meaning": t.severity.meaning,
+        "status": t.status.value,
+        "title": t.title,
+        "description": t.description,
+        "sensitive": t.sensitive,
+        "customer": t.customer,
+        "subscription": t.subscription,
+        "site": t.site,
+        "requester": t.requester,
+        "approver": t.approver,
+        "action": t.request.action,
+        "targets": list(t.request.targets),
+        "params": t.request.params,
+        "received_at": t.received_at.isoformat(),
+    }
+
+
+def ticket_table(tickets: list[Ticket], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("id", "sev", "type", "status", "site", "customer", "action", "targets", "title", "received"):
+        table.add_column(col)
+    for t in tickets:
+        table.add_row(
+            t.id,
+            f"Sev{int(t.severity)}",
+            t.type.value,
+            t.status.value,
+            t.site,
+            t.customer,
+            t.request.action,
+            ",".join(t.request.targets),
+            t.title,
+            t.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    return table
+
+
+def print_table(table: Table) -> None:
+    console.print(table)

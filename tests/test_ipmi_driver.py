@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from remotehands.bmc.base import PowerAction, PowerDriver, PowerEvidence, PowerState, perform_and_confirm
-from remotehands.bmc.ipmi import IpmiPower, SelRecord
+from remotehands.bmc.ipmi import IpmiPower
+from remotehands.bmc.ipmi_protocol import SelRecord
 from remotehands.errors import BadInput, DeviceRefused, DeviceUnreachable
 from remotehands.lab.bmc_sim import CommandLog, SimulatedBmc, probe
 from remotehands.lab.process import LabInfo, read_bmc_log, read_lab, start_lab, stop_lab

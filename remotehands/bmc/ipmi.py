@@ -25,202 +25,44 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import astuple, dataclass
 from typing import Any, TypeVar
 
 from remotehands import redaction
 from remotehands.bmc.base import PowerAction, PowerEvent, PowerState
+from remotehands.bmc.ipmi_protocol import (
+    CC_NOT_IN_PRESENT_STATE,
+    CC_NOT_PRESENT,
+    CMD_CHASSIS_CONTROL,
+    CMD_GET_CHASSIS_STATUS,
+    CMD_GET_SEL_ENTRY,
+    CMD_GET_SEL_INFO,
+    CONTROL_CYCLE,
+    CONTROL_OFF,
+    CONTROL_ON,
+    CONTROL_SOFT_OFF,
+    NETFN_CHASSIS,
+    NETFN_STORAGE,
+    SEL_FIRST,
+    SEL_LAST,
+    TRANSIENT_CODES,
+    SelRecord,
+)
+from remotehands.bmc.pyghmi_fixes import install_pyghmi_io_fix, login_lock
 from remotehands.errors import DeviceRefused, DeviceUnreachable, InternalError, RemoteHandsError
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# IPMI network functions and commands (IPMI 2.0 tables 28-*, 31-*).
-NETFN_CHASSIS = 0x00
-CMD_GET_CHASSIS_STATUS = 0x01
-CMD_CHASSIS_CONTROL = 0x02
-NETFN_STORAGE = 0x0A
-CMD_GET_SEL_INFO = 0x40
-CMD_RESERVE_SEL = 0x42
-CMD_GET_SEL_ENTRY = 0x43
-CMD_GET_SEL_TIME = 0x48
-
-CONTROL_OFF = 0x00
-CONTROL_ON = 0x01
-CONTROL_CYCLE = 0x02
-CONTROL_SOFT_OFF = 0x05
-
-SEL_FIRST = 0x0000
-SEL_LAST = 0xFFFF
-CC_NOT_PRESENT = 0xCB  # "requested sensor, data, or record not present": an empty SEL
-CC_NOT_IN_PRESENT_STATE = 0xD5  # e.g. a power cycle of a host that is off (IPMI 2.0 section 28.3)
-# Completion codes that say "busy, try again" rather than "no".
-TRANSIENT_CODES = frozenset({0xC0, 0xC3, 0xCE, 0xD2})
-
-RECORD_SYSTEM_EVENT = 0x02
-SENSOR_POWER_UNIT = 0x09
-SENSOR_SYSTEM_BOOT = 0x1D
-EVENT_TYPE_SENSOR_SPECIFIC = 0x6F
-OFFSET_POWER_OFF = 0x00
-OFFSET_POWER_CYCLE = 0x01
-OFFSET_BOOT_POWER_UP = 0x00
-SOFT_OFF_DATA2 = 0x01
-DATA1_OEM_DATA2 = 0b10 << 6
-
 # A session left idle this long is replaced before use: BMCs drop idle sessions (often after 60 s) and
 # pyghmi only notices after its retry timers expire.
 MAX_IDLE_SECONDS = 20.0
-CROSS_THREAD_POLL = 0.02
 
-_RECORD_FORMAT = "<HBIHBBBBBBB"
-_RECORD_FOR_ACTION = {  # action: (sensor type, event data 1, event data 2)
-    PowerAction.ON: (SENSOR_SYSTEM_BOOT, OFFSET_BOOT_POWER_UP, 0xFF),
-    PowerAction.OFF: (SENSOR_POWER_UNIT, OFFSET_POWER_OFF, 0xFF),
-    PowerAction.CYCLE: (SENSOR_POWER_UNIT, OFFSET_POWER_CYCLE, 0xFF),
-    PowerAction.SOFT_OFF: (SENSOR_POWER_UNIT, DATA1_OEM_DATA2 | OFFSET_POWER_OFF, SOFT_OFF_DATA2),
-}
 _CONTROL_FOR_ACTION = {
     PowerAction.ON: CONTROL_ON,
     PowerAction.OFF: CONTROL_OFF,
     PowerAction.SOFT_OFF: CONTROL_SOFT_OFF,
 }
-
-
-@dataclass(frozen=True)
-class SelRecord:
-    """One 16-byte SEL record (IPMI 2.0 table 32-1). Fields past ``timestamp`` mean something only for
-    system event records (type 0x02); OEM records keep their bytes there."""
-
-    record_id: int
-    record_type: int
-    timestamp: int
-    generator_id: int = 0x0020  # the BMC
-    evm_revision: int = 0x04
-    sensor_type: int = 0
-    sensor_number: int = 0
-    event_dir_type: int = EVENT_TYPE_SENSOR_SPECIFIC  # bit 7: 1 = deassertion; bits 6:0 event type
-    data1: int = 0
-    data2: int = 0xFF
-    data3: int = 0xFF
-
-    @classmethod
-    def for_action(cls, record_id: int, action: PowerAction, timestamp: int) -> SelRecord:
-        """The system event record that stands for ``action`` in the convention of this module."""
-        sensor_type, data1, data2 = _RECORD_FOR_ACTION[action]
-        return cls(
-            record_id, RECORD_SYSTEM_EVENT, timestamp, sensor_type=sensor_type, data1=data1, data2=data2
-        )
-
-    @classmethod
-    def unpack(cls, raw: bytes) -> SelRecord:
-        """Parse the 16 bytes of a SEL record; raises ``ValueError`` when there are fewer."""
-        if len(raw) < 16:
-            raise ValueError(f"a SEL record has 16 bytes, got {len(raw)}")
-        return cls(*struct.unpack_from(_RECORD_FORMAT, raw))
-
-    def pack(self) -> bytes:
-        """The 16 wire bytes of this record."""
-        return struct.pack(_RECORD_FORMAT, *astuple(self))
-
-    @property
-    def action(self) -> PowerAction | None:
-        """The power action this record stands for, or None when it is some other event."""
-        if self.record_type != RECORD_SYSTEM_EVENT or self.event_dir_type != EVENT_TYPE_SENSOR_SPECIFIC:
-            return None
-        offset = self.data1 & 0x0F
-        if self.sensor_type == SENSOR_SYSTEM_BOOT and offset == OFFSET_BOOT_POWER_UP:
-            return PowerAction.ON
-        if self.sensor_type != SENSOR_POWER_UNIT:
-            return None
-        if offset == OFFSET_POWER_CYCLE:
-            return PowerAction.CYCLE
-        if offset == OFFSET_POWER_OFF:
-            oem_data2 = self.data1 & 0xC0 == DATA1_OEM_DATA2
-            return PowerAction.SOFT_OFF if oem_data2 and self.data2 == SOFT_OFF_DATA2 else PowerAction.OFF
-        return None
-
-    def as_dict(self) -> dict[str, object]:
-        """A JSON-friendly view for job logs."""
-        return {
-            "record_id": self.record_id,
-            "type": f"0x{self.record_type:02X}",
-            "timestamp": self.timestamp,
-            "sensor_type": f"0x{self.sensor_type:02X}",
-            "event": f"0x{self.data1 & 0x0F:02X}",
-            "data": f"{self.data1:02X}{self.data2:02X}{self.data3:02X}",
-            "action": self.action.value if self.action else None,
-        }
-
-
-def install_pyghmi_io_fix() -> None:
-    """Fix three races in pyghmi's process-wide IO loop (idempotent; patches pyghmi for the whole process).
-
-    1. ``_io_sendto`` makes a socket blocking while the IO thread reads it after ``setblocking(0)``, so the
-       IO thread can hang in ``recvfrom`` (measured: 1-40 s). It now reads with ``MSG_DONTWAIT``.
-    2. A caller registers its wait with the IO thread after sending. When the answer was routed to its
-       session before that, or another thread's wait processed it, nothing wakes the caller before its
-       retransmit timer (stalls of 0.5-2 s with a few threads, or while a dead BMC's login is retried).
-       The wait now returns at once when the answer is already queued, and sleeps at most 20 ms at a time.
-    3. ``send_payload`` takes the keepalive lock, then the waiting lock; ``wait_for_rsp`` holds the waiting
-       lock while it retransmits for timed-out sessions, which takes the keepalive lock: a deadlock of
-       every pyghmi thread in the process (seen with a dead BMC's login retrying beside live traffic).
-       Both names now refer to one lock.
-    """
-    from pyghmi.ipmi.private import session as ipmisession
-
-    with _FIX_LOCK:
-        if getattr(ipmisession, "remotehands_fixed", False):
-            return
-        original_awaitresponse = ipmisession.Session.awaitresponse
-
-        def _io_recvfrom(mysocket: Any, size: int) -> Any:
-            try:
-                return getattr(mysocket, "fd", mysocket).recvfrom(size, socket.MSG_DONTWAIT)
-            except OSError:
-                return None
-
-        def _io_wait(timeout: float, myaddr: Any = None, evq: Any = None) -> None:
-            event = threading.Event()
-            if evq is not None:
-                evq.append(event)
-            deadline = timeout + ipmisession._monotonic_time()
-            ipmisession.ioqueue.append((deadline, event, myaddr))
-            waiting = getattr(_WAITING, "session", None)
-            if ipmisession.sessionqueue if myaddr is None else (waiting is not None and waiting.pktqueue):
-                return  # the answer is already queued: process it instead of sleeping
-            if deadline < ipmisession.selectdeadline:
-                wake = ipmisession.iosockets[0]
-                getattr(wake, "fd", wake).sendto(b"\x01", (ipmisession.myself, wake.getsockname()[1]))
-            # pyghmi lets any waiting thread process any session's packets without waking that session's
-            # own thread: wake up often enough to notice (pyghmi's loops re-wait when nothing changed).
-            event.wait(min(max(timeout, 0.0), CROSS_THREAD_POLL))
-
-        def awaitresponse(self: Any, retry: Any, netfn: int, command: int) -> Any:
-            previous = getattr(_WAITING, "session", None)
-            _WAITING.session = self
-            try:
-                return original_awaitresponse(self, retry, netfn, command)
-            finally:
-                _WAITING.session = previous
-
-        one_lock = threading.RLock()
-        ipmisession.KEEPALIVE_SESSIONS = one_lock
-        ipmisession.WAITING_SESSIONS = one_lock
-        ipmisession._io_recvfrom = _io_recvfrom
-        ipmisession._io_wait = _io_wait
-        ipmisession.Session.awaitresponse = awaitresponse
-        ipmisession.remotehands_fixed = True
-
-
-_FIX_LOCK = threading.Lock()
-_WAITING = threading.local()  # the pyghmi session this thread is waiting on
-_LOGIN_LOCKS: dict[tuple[str, int], threading.Lock] = {}
-
-
-def _login_lock(address: str, port: int) -> threading.Lock:
-    with _FIX_LOCK:
-        return _LOGIN_LOCKS.setdefault((address, port), threading.Lock())
 
 
 class IpmiPower:
@@ -422,7 +264,7 @@ class IpmiPower:
         # handed that old session object, broken or logged out. Drop it first.
         # Two logins to one BMC at once can be given the same client socket, and the BMC (which keys
         # sessions by client address) then mixes them up: logins to one BMC take turns.
-        with _login_lock(self.address, self.port):
+        with login_lock(self.address, self.port):
             ipmisession.Session.initting_sessions.pop(
                 (self.address, self.username, self._password, self.port, None), None
             )

@@ -39,7 +39,7 @@ from pyghmi.ipmi.private import serversession
 from pyghmi.ipmi.private import session as ipmisession
 
 from remotehands.bmc.base import PowerAction
-from remotehands.bmc.ipmi import (
+from remotehands.bmc.ipmi_protocol import (
     CMD_CHASSIS_CONTROL,
     CMD_GET_CHASSIS_STATUS,
     CMD_GET_SEL_ENTRY,
@@ -53,8 +53,8 @@ from remotehands.bmc.ipmi import (
     SEL_LAST,
     SENSOR_SYSTEM_BOOT,
     SelRecord,
-    install_pyghmi_io_fix,
 )
+from remotehands.bmc.pyghmi_fixes import install_pyghmi_io_fix
 
 log = logging.getLogger(__name__)
 

@@ -252,18 +252,26 @@ def _fail(
     message = str(exc)
     with runtime.db.session() as s:
         job = store.get_job(s, job_id)
+        will_retry = exc.retryable and job.retries < MAX_RETRIES
         if attempt is not None:
-            _close_step(s, job_id, idx, attempt, "retry" if exc.retryable else "failed", message)
-        if exc.retryable and job.retries < MAX_RETRIES:
+            _close_step(s, job_id, idx, attempt, "retry" if will_retry else "failed", message)
+        if will_retry:
             job.retries += 1
             delay = min(2**job.retries, 60)
             job.next_run_at = store.now() + timedelta(seconds=delay)
-            log.warning("job %s step %s: retry %s in %ss: %s", job_id, step.name, job.retries, delay, message)
-            store.transition(s, job, JobEvent.WAIT, reason=f"retrying {step.name} in {delay}s: {message}")
+            log.warning(
+                "job %s step %s: retry %s in %.0fs: %s", job_id, step.name, job.retries, delay, message
+            )
+            store.transition(s, job, JobEvent.WAIT, reason=f"retrying {step.name} in {delay:.0f}s: {message}")
             return JobState.WAITING
         event = JobEvent.ESCALATE if isinstance(exc, NeedsOperator) else JobEvent.FAIL
         store.finish(s, job, event, f"step {idx + 1} {step.name} failed: {message}")
         return JobState(job.state)
+
+
+def retry_delay(retries: int) -> float:
+    """Seconds before the ``retries``-th retry of a step that failed transiently (2, 4, 8 ... 60)."""
+    return float(min(2**retries, 60))
 
 
 def _summary(s: object, job: Job) -> str:

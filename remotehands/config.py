@@ -10,6 +10,7 @@ defaults apply. Every key can be overridden by an environment variable ``RH_<KEY
     ticket_key      RH_TICKET_KEY      reference to the key that encrypts sensitive tickets (env:/file:/vault:)
     workers         RH_WORKERS         4                 threads of the local executor
     lease_seconds   RH_LEASE_SECONDS   60                how long a worker's claim on a job lasts unrenewed
+    bmc_timeout     RH_BMC_TIMEOUT     5                 seconds to wait for one BMC answer before calling it unreachable
     log_file        RH_LOG_FILE        ~/.local/state/remotehands/remotehands.log
 
 Secrets are never written in settings: ``ticket_key`` is a reference resolved at the moment of use.
@@ -43,12 +44,13 @@ class Settings(BaseModel):
     ticket_key: str | None = None
     workers: int = 4
     lease_seconds: int = 60
+    bmc_timeout: float = 5.0
     log_file: Path | None = None
     source: str = "defaults"
 
-    @field_validator("workers", "lease_seconds")
+    @field_validator("workers", "lease_seconds", "bmc_timeout")
     @classmethod
-    def _positive(cls, value: int) -> int:
+    def _positive(cls, value: float) -> float:
         if value < 1:
             raise ValueError("must be at least 1")
         return value

@@ -56,4 +56,4 @@ class Runtime:
         """The power driver the host's profile names, with credentials resolved now."""
         from remotehands.bmc.factory import power_driver_for
 
-        return power_driver_for(host)
+        return power_driver_for(host, timeout=self.settings.bmc_timeout)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 from remotehands.cli.main import main
 
@@ -125,3 +127,21 @@ def test_every_command_has_help(cli):
     for sub in ("tickets", "jobs", "power", "inventory", "lab", "audit"):
         code, out, _ = cli(sub, "--help")
         assert code == 0 and len(out.splitlines()) > 5
+
+
+CORPUS = Path(__file__).parent / "corpus" / "inventory"
+
+
+@pytest.mark.parametrize("case", sorted(p.name for p in CORPUS.iterdir() if p.is_dir()))
+def test_bad_inventory_gives_named_problems_and_exit_2_not_a_traceback(cli, monkeypatch, case):
+    expected = yaml.safe_load((CORPUS / case / "expected.yml").read_text())
+    code, out, err = cli("inventory", "check", "--path", str(CORPUS / case), "--json")
+    assert code == 2, out + err
+    report = json.loads(out)
+    assert len(report["problems"]) == len(expected["problems"])
+    assert "Traceback" not in out + err
+    # Commands that need the inventory refuse with the same problems, as one error, exit 2.
+    monkeypatch.setenv("RH_INVENTORY", str(CORPUS / case))
+    code, _, err = cli("tickets", "create", "--title", "x", "--action", "power.cycle", "-t", "esx-01")
+    assert code == 2
+    assert "inventory problem" in err and "Traceback" not in err

@@ -157,7 +157,7 @@ def run(
         )
     ids = store.create_jobs_for_ticket(rt.db, t, approval.approver, current_user())
     printer = StepPrinter(rt, ids, quiet=as_json)
-    executor = LocalExecutor(rt)
+    executor = LocalExecutor(rt, only=frozenset(ids))
     try:
         executor.run_until(printer.settled, timeout=timeout, on_tick=printer)
         printer()
@@ -200,9 +200,18 @@ def cancel(job_id: int = typer.Argument(..., help="Job id."), as_json: bool = Js
     )
 
 
+@app.command()
+def retry(job_id: int = typer.Argument(..., help="Job id."), as_json: bool = JsonOption) -> None:
+    """Send a needs_operator job back to the queue once you have checked the equipment; it resumes at the
+    step that stopped it (a worker or 'run' must then advance it)."""
+    state = store.request_retry(runtime().db, job_id, current_user())
+    emit({"id": job_id, "state": state.value}, as_json, lambda: say(f"job {job_id}: {state.value}"))
+
+
 def worker(
     until_idle: bool = typer.Option(False, "--until-idle", help="Exit once no job is active or due."),
     workers: int = typer.Option(None, "--workers", help="Threads (default: the 'workers' setting)."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Run the local executor: advance due jobs, deliver ticket updates, sweep dead leases, until stopped."""
     rt = runtime()
@@ -222,8 +231,12 @@ def worker(
             ).first()
         return active is None
 
-    say(f"worker {executor.owner} started", style="bold")
+    if not as_json:
+        say(f"worker {executor.owner} started", style="bold")
     try:
         executor.run_until(idle)
     finally:
         executor.shutdown()
+    emit(
+        {"worker": executor.owner, "stopped": True}, as_json, lambda: say(f"worker {executor.owner} stopped")
+    )

@@ -85,8 +85,10 @@ def down(path: Path = DirOption, as_json: bool = JsonOption) -> None:
 def demo(
     path: Path = typer.Option(Path(".demo"), "--dir", help="Where the demo keeps its lab and database."),
     keep: bool = typer.Option(False, "--keep", help="Leave the lab running afterwards."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Lab up; a power-cycle ticket opened by one user, approved by another, run and verified; its trail."""
+    from remotehands.cli.jobs_cmd import StepPrinter, job_dict
     from remotehands.jobs import store
     from remotehands.jobs.executor import LocalExecutor
     from remotehands.lab.process import read_bmc_log, start_lab, stop_lab
@@ -94,11 +96,15 @@ def demo(
     from remotehands.tickets.base import Severity, TaskRequest, TicketType
     from remotehands.tickets.builtin import NewTicket
 
+    def narrate(text: str) -> None:
+        if not as_json:
+            say(text, style="bold")
+
     where = path.resolve()
     stop_lab(where / "lab")
     shutil.rmtree(where, ignore_errors=True)
     where.mkdir(parents=True)
-    say("1. starting the lab: 4 simulated servers with IPMI BMCs on 127.0.0.1", style="bold")
+    narrate("1. starting the lab: 4 simulated servers with IPMI BMCs on 127.0.0.1")
     info = start_lab(where / "lab", hosts=4)
     try:
         os.environ["XDG_STATE_HOME"] = str(where / "state")
@@ -109,7 +115,7 @@ def demo(
             source="demo",
         )
         rt = Runtime(settings)
-        say("2. alice (customer acme) opens a remote-hands ticket: power cycle esx-01", style="bold")
+        narrate("2. alice (customer acme) opens a remote-hands ticket: power cycle esx-01")
         ticket_id = rt.tickets.create(
             NewTicket(
                 type=TicketType.REMOTE_HANDS,
@@ -122,37 +128,41 @@ def demo(
             ),
             rt.inventory(),
         )
-        say(f"   {ticket_id} created; status new")
-        say(f"3. bob approves {ticket_id} (alice cannot approve her own ticket)", style="bold")
+        narrate(f"3. bob approves {ticket_id} (alice cannot approve her own ticket)")
         rt.tickets.approve(ticket_id, "bob")
-        say(
-            f"4. remotehands runs {ticket_id}: approval re-read, power read, cycle sent once, read back",
-            style="bold",
-        )
-        ticket = rt.tickets.get(ticket_id)
+        narrate(f"4. remotehands runs {ticket_id}: approval re-read, power read, cycle sent once, read back")
         approval = rt.tickets.approval(ticket_id)
-        ids = store.create_jobs_for_ticket(rt.db, ticket, approval.approver, "demo")
-        from remotehands.cli.jobs_cmd import StepPrinter
-
-        printer = StepPrinter(rt, ids, quiet=False)
-        executor = LocalExecutor(rt)
+        ids = store.create_jobs_for_ticket(rt.db, rt.tickets.get(ticket_id), approval.approver, "demo")
+        printer = StepPrinter(rt, ids, quiet=as_json)
+        executor = LocalExecutor(rt, only=frozenset(ids))
         try:
             executor.run_until(printer.settled, timeout=120, on_tick=printer)
             printer()
         finally:
             executor.shutdown()
         cycles = read_bmc_log(info.log_path, host="esx-01", command="cycle")
-        say(f"5. the lab BMC of esx-01 received {len(cycles)} cycle command(s)", style="bold")
+        narrate(f"5. the lab BMC of esx-01 received {len(cycles)} cycle command(s)")
         final = rt.tickets.get(ticket_id)
-        say(f"6. {ticket_id} is now {final.status.value}; its trail:", style="bold")
-        for c in rt.tickets.comments(ticket_id):
-            say(f"   {c.at.strftime('%H:%M:%S')} {c.author}: {c.body}")
+        trail = rt.tickets.comments(ticket_id)
+        narrate(f"6. {ticket_id} is now {final.status.value}; its trail:")
+        if not as_json:
+            for c in trail:
+                say(f"   {c.at.strftime('%H:%M:%S')} {c.author}: {c.body}")
         ok = final.status.value == "resolved" and len(cycles) == 1
+        with rt.db.session() as s:
+            jobs = [job_dict(store.get_job(s, j), store.steps_of(s, j)) for j in ids]
     finally:
         if not keep:
             stop_lab(where / "lab")
-            say("7. lab stopped")
+            narrate("7. lab stopped")
+    summary = {
+        "ok": ok,
+        "ticket": ticket_id,
+        "status": final.status.value,
+        "bmc_cycle_commands": len(cycles),
+        "jobs": jobs,
+        "trail": [{"at": c.at, "author": c.author, "body": c.body} for c in trail],
+    }
+    emit(summary, as_json, lambda: say("demo OK" if ok else "demo FAILED", style="green" if ok else "red"))
     if not ok:
-        say("demo FAILED: the ticket did not resolve with exactly one cycle", style="red")
         raise typer.Exit(1)
-    say("demo OK", style="green")

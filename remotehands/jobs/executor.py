@@ -24,8 +24,16 @@ log = logging.getLogger(__name__)
 class LocalExecutor:
     """Runs due jobs on ``workers`` threads. One lease owner id per executor."""
 
-    def __init__(self, runtime: Runtime, *, workers: int | None = None, poll: float = 0.1) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        workers: int | None = None,
+        poll: float = 0.1,
+        only: frozenset[int] | None = None,
+    ) -> None:
         self.runtime = runtime
+        self.only = only  # ``run --ticket`` advances its own jobs, not the whole queue
         self.owner = store.new_owner()
         self.poll = poll
         self._pool = ThreadPoolExecutor(
@@ -48,7 +56,7 @@ class LocalExecutor:
                     del self._running[job_id]
             started = 0
             for job_id in store.runnable_ids(db):
-                if job_id in self._running:
+                if job_id in self._running or (self.only is not None and job_id not in self.only):
                     continue
                 self._running[job_id] = self._pool.submit(runner.advance, self.runtime, job_id, self.owner)
                 started += 1

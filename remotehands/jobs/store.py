@@ -201,6 +201,32 @@ def request_cancel(db: Database, job_id: int, actor: str) -> JobState:
         return JobState(job.state)
 
 
+def request_retry(db: Database, job_id: int, actor: str) -> JobState:
+    """Put a needs_operator job back in the queue (an operator checked the equipment).
+
+    The step that stopped it runs again from the start; its journal keeps the earlier attempt.
+    Raises ``NotPermitted`` for a job in any other state."""
+    with db.session() as s:
+        job = get_job(s, job_id)
+        if job.state != JobState.NEEDS_OPERATOR.value:
+            raise NotPermitted(f"job {job_id} is {job.state}; only a needs_operator job can be retried")
+        for row in steps_of(s, job_id):
+            if row.idx == job.step_index and row.status == "started":
+                row.status = "failed"
+        job.next_run_at = now()
+        job.retries = 0
+        job.deadline_at = now() + timedelta(seconds=actions.get(job.action).deadline_seconds)
+        transition(s, job, JobEvent.RETRY, reason=f"retried by {actor}")
+        outbox.enqueue(
+            s, job.ticket_system, job.ticket_id, "status", TicketStatus.IN_PROGRESS.value, job_id=job.id
+        )
+        audit.append(s, actor, "job.retry", f"job-{job_id}")
+        outbox.enqueue(
+            s, job.ticket_system, job.ticket_id, "comment", f"job {job_id} retried by {actor}", job_id=job.id
+        )
+        return JobState(job.state)
+
+
 def finish(session: Session, job: Job, event: JobEvent, reason: str) -> None:
     """End (or escalate) a job: transition, final comment, and the ticket's status once all its jobs ended."""
     state = transition(session, job, event, reason=reason)

@@ -9,7 +9,7 @@ from pathlib import Path
 from remotehands.bmc.base import PowerDriver
 from remotehands.config import Settings, load_settings
 from remotehands.db import Database
-from remotehands.inventory.models import Host, Inventory
+from remotehands.inventory.models import Host, Inventory, PowerProfile
 from remotehands.tickets.builtin import BuiltinTickets
 from remotehands.tickets.crypto import TicketCipher
 
@@ -52,8 +52,10 @@ class Runtime:
                 self._inventory_stamp = stamp
             return self._inventory
 
-    def power_driver(self, host: Host) -> PowerDriver:
-        """The power driver the host's profile names, with credentials resolved now."""
+    def power_driver(self, host: Host, profile: PowerProfile | None = None) -> PowerDriver:
+        """The driver of one of ``host``'s power paths (the first by default), credentials resolved now."""
         from remotehands.bmc.factory import power_driver_for
 
-        return power_driver_for(host, timeout=self.settings.bmc_timeout)
+        return power_driver_for(
+            host, profile or host.power, self.inventory(), timeout=self.settings.bmc_timeout
+        )

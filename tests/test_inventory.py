@@ -96,6 +96,11 @@ all:
               kind: mac-pro
               serial_number: SER21
               power: {type: pdu-outlet, pdu: pdu-lab2-a, outlet: 3}
+            pdu-lab2-a:
+              ansible_host: 10.2.2.250
+              kind: pdu
+              platform: apc_rpdu2
+              snmp: {version: v2c, community: env:PDU_COMMUNITY}
     acme:
       vars:
         subscription: acme-0001
@@ -214,6 +219,8 @@ def assert_agrees_with_ansible(inventory: Inventory, hostvars: dict[str, dict[st
             "kind": "array",
             "subscription": array.subscription,
         }
+    for pdu in inventory.pdus.values():
+        ours[pdu.name] = {"site": pdu.site, "rack": pdu.rack, "kind": "pdu", "subscription": pdu.subscription}
     assert set(ours) == set(hostvars)
     for name, fields in ours.items():
         theirs = hostvars[name]

@@ -34,6 +34,8 @@ def test_power_cycle_ticket_end_to_end(rt, lab):
         "check-approval",
         "read-power",
         "send-cycle",
+        "confirm-off",
+        "send-on",
         "confirm-power",
     ]
     ticket = rt.tickets.get(ticket_id)
@@ -41,7 +43,8 @@ def test_power_cycle_ticket_end_to_end(rt, lab):
     trail = [c.body for c in rt.tickets.comments(ticket_id)]
     assert trail[0].startswith(f"remotehands accepted job {job_id}")
     assert any("step 3 send-cycle: cycle sent to esx-01" in c for c in trail)
-    assert any("step 4 confirm-power: confirmed" in c for c in trail)
+    assert any("step 6 confirm-power: confirmed" in c for c in trail)
+    assert not any("confirm-off" in c or "send-on" in c for c in trail)  # skipped halves stay off the ticket
     assert "succeeded" in trail[-1]
     assert outbox.pending(rt.db) == 0
 

@@ -79,6 +79,57 @@ class PowerEvidence(Protocol):
     def events_since(self, marker: int) -> list[PowerEvent]: ...
 
 
+class BootDevice(StrEnum):
+    PXE = "pxe"
+    DISK = "disk"
+    CD = "cd"
+    HTTP = "http"  # UEFI HTTP boot
+
+
+@dataclass(frozen=True)
+class BootSetting:
+    device: BootDevice | None  # None: no override set (the BIOS order applies)
+    once: bool
+    uefi: bool | None  # None: the BMC does not say
+
+
+@runtime_checkable
+class BootControl(Protocol):
+    """Sets and reads the next boot device. Same error contract as ``PowerDriver``."""
+
+    name: str
+
+    def set_boot_device(self, device: BootDevice, *, once: bool = True, uefi: bool = True) -> None: ...
+
+    def get_boot_device(self) -> BootSetting: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class VirtualMedia(Protocol):
+    """Attaches an ISO by URL as a virtual CD, and detaches it. Same error contract as ``PowerDriver``."""
+
+    name: str
+
+    def insert(self, url: str) -> None: ...
+
+    def eject(self) -> None: ...
+
+    def inserted(self) -> str | None:
+        """The URL currently inserted, or None."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class OutletIdentity(Protocol):
+    """A power path that can say which outlet it drives (a PDU outlet's name), checked before acting."""
+
+    def outlet_name(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Confirmation:
     """What ``perform_and_confirm`` did: the final state, how many reads, and what it sent."""

@@ -1,20 +1,21 @@
-"""Builds the power driver a host's inventory profile names."""
+"""Builds the driver for one power path of a host, from the inventory; credentials are resolved here."""
 
 from __future__ import annotations
 
 from remotehands import secrets
 from remotehands.bmc.base import PowerDriver
 from remotehands.errors import DeviceRefused, InvalidRequest
-from remotehands.inventory.models import Host
+from remotehands.inventory.models import Host, Inventory, PowerProfile
 
 
-def power_driver_for(host: Host, *, timeout: float = 5.0) -> PowerDriver:
-    """Return a driver for ``host``'s power profile; credentials are resolved here, at the moment of use.
+def power_driver_for(
+    host: Host, profile: PowerProfile, inventory: Inventory, *, timeout: float = 5.0
+) -> PowerDriver:
+    """Return a driver for ``profile`` (one of ``host``'s power paths).
 
-    Raises ``SecretError`` when the credential reference cannot be resolved and ``InvalidRequest`` for a
-    power type this build does not drive yet.
+    Raises ``SecretError`` when a credential reference cannot be resolved, ``DeviceRefused`` when the
+    profile lacks what its type needs, and ``InvalidRequest`` for a manual path (nothing to drive).
     """
-    profile = host.power
     if profile.type == "ipmi":
         from remotehands.bmc.ipmi import IpmiPower
 
@@ -28,5 +29,5 @@ def power_driver_for(host: Host, *, timeout: float = 5.0) -> PowerDriver:
         )
     raise InvalidRequest(
         f"host {host.name}: power type {profile.type} is not driven by this version",
-        fix="IPMI is supported now; Redfish, PDU outlets and manual power arrive with the power issue (#3)",
+        fix="use an ipmi power path",
     )

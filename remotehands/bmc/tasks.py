@@ -1,8 +1,15 @@
 """Power actions as journaled steps: ``power.cycle``, ``power.on``, ``power.off``.
 
-A power cycle must never be sent twice for one job. Before sending, the cycle step records the BMC's event
-log position (IPMI SEL) in its ``started`` journal row; if the worker dies before ``done`` is journaled, the
-next worker reads the event log and sends the cycle only if the BMC never received it.
+A power cycle must happen exactly once per job, even when a worker dies mid-step. Two ways:
+
+- **native**, when the chosen power path keeps an event log we can read (IPMI SEL): the cycle step records
+  the log position in its ``started`` journal row; after a crash, the next worker reads the log and sends
+  the cycle only if the BMC never received it;
+- **off, dwell, on** otherwise (PDU outlets, Redfish): every step reads the state before it acts, so
+  repeating one after a crash repeats nothing ("off" on an off outlet, "on" on an on outlet do nothing).
+
+A manual path (nothing to drive) asks a technician on the ticket and waits for ``remotehands jobs confirm``.
+Outlets of one PDU strip are switched on at least ``stagger_seconds`` apart, across all workers.
 """
 
 from __future__ import annotations
@@ -12,16 +19,47 @@ from datetime import timedelta
 from typing import Any
 
 from remotehands.bmc.base import PowerAction, PowerDriver, PowerEvidence, PowerState
+from remotehands.bmc.paths import describe, open_first, open_index
 from remotehands.errors import NotApproved, VerificationFailed
-from remotehands.jobs import actions
+from remotehands.inventory.models import PowerProfile
+from remotehands.jobs import actions, store
 from remotehands.jobs.steps import Done, Reconciled, Step, StepContext, Verdict, Wait
 from remotehands.jobs.store import now
 
 CONFIRM_TIMEOUT_S = 120.0
+OFF_SECONDS = 5.0  # how long an outlet or host stays off during an off-on cycle (PSU capacitors drain)
+MANUAL_POLL_S = 30.0
+NATIVE, OFF_ON, MANUAL = "native", "off-on", "manual"
+
+
+def _profile(ctx: StepContext) -> PowerProfile:
+    return ctx.host().power_paths[int(ctx.data.get("path", 0))]
 
 
 def _driver(ctx: StepContext) -> PowerDriver:
-    return ctx.runtime.power_driver(ctx.host())
+    driver = open_index(ctx.runtime, ctx.host(), int(ctx.data.get("path", 0)))
+    assert driver is not None, "a manual path has no driver"
+    return driver
+
+
+def _read(ctx: StepContext) -> PowerState:
+    driver = _driver(ctx)
+    try:
+        return driver.state()
+    finally:
+        driver.close()
+
+
+def _stagger(ctx: StepContext) -> Wait | None:
+    """For a PDU outlet, take the strip's next switching slot; a Wait when another outlet just went on."""
+    profile = _profile(ctx)
+    if profile.type != "pdu-outlet" or profile.pdu is None:
+        return None
+    pdu = ctx.runtime.inventory().pdu(profile.pdu)
+    retry_at = store.claim_device_slot(ctx.runtime.db, f"pdu:{pdu.name}", pdu.stagger_seconds)
+    if retry_at is None:
+        return None
+    return Wait(retry_at, f"staggering outlets of {pdu.name} ({pdu.stagger_seconds:g}s apart)")
 
 
 class CheckApproval(Step):
@@ -40,84 +78,119 @@ class CheckApproval(Step):
 
 
 class ReadPower(Step):
+    """Chooses the power path (first that answers, in inventory order) and reads the state through it."""
+
     name = "read-power"
-    description = "read the host's power state before acting"
+    description = "choose the power path and read the host's power state before acting"
     idempotent = True
-
-    def run(self, ctx: StepContext) -> Done:
-        driver = _driver(ctx)
-        try:
-            state = driver.state()
-        finally:
-            driver.close()
-        ctx.data["power_before"] = state.value
-        return Done(f"{ctx.target} power is {state.value} (via {driver.name})")
-
-
-class SendPower(Step):
-    """Sends one power command; after a crash, the BMC's event log says whether it was received."""
-
-    description = "send the power command once"
 
     def __init__(self, action: PowerAction) -> None:
         self.action = action
-        self.name = f"send-{action.value.replace('_', '-')}"
-
-    def _effective(self, ctx: StepContext) -> PowerAction | None:
-        before = ctx.data.get("power_before")
-        if self.action is PowerAction.CYCLE:
-            # A cycle of a host that is off would do nothing on most BMCs: power it on instead.
-            return PowerAction.ON if before == PowerState.OFF.value else PowerAction.CYCLE
-        if before == (PowerState.ON.value if self.action is PowerAction.ON else PowerState.OFF.value):
-            return None  # already there: "on" never reboots a host that is on
-        return self.action
-
-    def baseline(self, ctx: StepContext) -> dict[str, Any]:
-        driver = _driver(ctx)
-        try:
-            if isinstance(driver, PowerEvidence):
-                return {"event_marker": driver.event_marker()}
-            return {}
-        finally:
-            driver.close()
 
     def run(self, ctx: StepContext) -> Done:
-        effective = self._effective(ctx)
-        if effective is None:
-            ctx.data["sent"] = None
-            return Done(f"{ctx.target} already {ctx.data.get('power_before')}; nothing sent")
+        opened = open_first(ctx.runtime, ctx.host())
+        if opened.driver is not None:
+            evidence = isinstance(opened.driver, PowerEvidence)
+            opened.driver.close()
+        else:
+            evidence = False
+        ctx.data["path"] = opened.index
+        ctx.data["power_before"] = opened.state.value
+        ctx.data["attempts"] = [a.__dict__ for a in opened.attempts]
+        if opened.profile.type == "manual":
+            ctx.data["mode"] = MANUAL
+            return Done(
+                f"{ctx.target} has no power path to drive; a technician will act ({opened.summary()})"
+            )
+        ctx.data["mode"] = NATIVE if self.action is PowerAction.CYCLE and evidence else OFF_ON
+        return Done(f"{ctx.target} power is {opened.state.value} {opened.summary()}")
+
+
+class ManualStep(Step):
+    """Asks a technician on the ticket and waits for ``remotehands jobs confirm``."""
+
+    idempotent = True
+
+    def __init__(self, action: PowerAction, name: str) -> None:
+        self.action = action
+        self.name = name
+        self.description = f"ask a technician to {action.value} the host and wait for their confirmation"
+
+    def manual(self, ctx: StepContext) -> Done | Wait:
+        if ctx.confirmed_by:
+            return Done(f"{ctx.confirmed_by} confirmed: {ctx.target} was {self.action.value} by hand")
+        if not ctx.data.get("asked"):
+            host = ctx.host()
+            ctx.tell_ticket(
+                f"TECHNICIAN NEEDED: {self.action.value.replace('_', ' ')} {host.name} by hand "
+                f"(site {host.site}, rack {host.rack}, serial {host.serial_number}), then run: "
+                f"remotehands jobs confirm {ctx.job_id}"
+            )
+            ctx.data["asked"] = True
+        return Wait(
+            now() + timedelta(seconds=MANUAL_POLL_S), f"waiting for a technician to confirm job {ctx.job_id}"
+        )
+
+    def run(self, ctx: StepContext) -> Done | Wait:
+        return self.manual(ctx)
+
+
+class SendCycle(ManualStep):
+    """native: one cycle command, exactly once (SEL evidence). off-on: the off half. manual: ask."""
+
+    description = "send the power cycle once (or its off half)"
+    idempotent = False
+
+    def __init__(self) -> None:
+        super().__init__(PowerAction.CYCLE, "send-cycle")
+
+    def baseline(self, ctx: StepContext) -> dict[str, Any]:
+        if ctx.data.get("mode") != NATIVE:
+            return {}
         driver = _driver(ctx)
         try:
-            if effective is PowerAction.CYCLE:
-                driver.cycle()
-            else:
-                driver.set_state(effective)
+            return {"event_marker": driver.event_marker()} if isinstance(driver, PowerEvidence) else {}
         finally:
             driver.close()
-        ctx.data["sent"] = effective.value
-        ctx.data["sent_at"] = time.time()
-        return Done(f"{effective.value} sent to {ctx.target} via {driver.name}")
+
+    def run(self, ctx: StepContext) -> Done | Wait:
+        mode = ctx.data.get("mode")
+        if mode == MANUAL:
+            return self.manual(ctx)
+        if mode == OFF_ON:
+            return _switch(ctx, PowerAction.OFF, "the off half of the cycle")
+        effective = (
+            PowerAction.ON if ctx.data.get("power_before") == PowerState.OFF.value else PowerAction.CYCLE
+        )
+        driver = _driver(ctx)
+        try:
+            driver.cycle() if effective is PowerAction.CYCLE else driver.set_state(effective)
+        finally:
+            driver.close()
+        ctx.data["sent"], ctx.data["sent_at"] = effective.value, time.time()
+        note = "" if effective is PowerAction.CYCLE else " (the host was off, so it is powered on instead)"
+        return Done(f"{effective.value} sent to {ctx.target} via {describe(_profile(ctx))}{note}")
 
     def reconcile(self, ctx: StepContext, baseline: dict[str, Any]) -> Reconciled:
-        effective = self._effective(ctx)
-        if effective is None:
-            return Reconciled(Verdict.RETRY, "nothing to send")
+        if ctx.data.get("mode") != NATIVE:
+            return Reconciled(Verdict.RETRY, "this step reads the power state before acting; safe to repeat")
+        effective = (
+            PowerAction.ON if ctx.data.get("power_before") == PowerState.OFF.value else PowerAction.CYCLE
+        )
         marker = baseline.get("event_marker")
         driver = _driver(ctx)
         try:
             if marker is None or not isinstance(driver, PowerEvidence):
                 return Reconciled(
                     Verdict.NEEDS_OPERATOR,
-                    f"the worker stopped while sending {effective.value} to {ctx.target} and its "
-                    f"{driver.name} BMC keeps no event log to tell whether it arrived; check the "
-                    "host, then retry or cancel the job",
+                    f"the worker stopped while sending {effective.value} to {ctx.target} and its BMC's event "
+                    "log cannot tell whether it arrived; check the host, then retry or cancel the job",
                 )
             events = [e for e in driver.events_since(int(marker)) if e.action is effective]
         finally:
             driver.close()
         if events:
-            ctx.data["sent"] = effective.value
-            ctx.data["sent_at"] = events[0].timestamp
+            ctx.data["sent"], ctx.data["sent_at"] = effective.value, events[0].timestamp
             return Reconciled(
                 Verdict.DONE,
                 f"{effective.value} was received by {ctx.target} (BMC event record {events[0].marker})",
@@ -127,9 +200,88 @@ class SendPower(Step):
         )
 
 
-class ConfirmPower(Step):
-    """Reads the power back until it shows the expected state; polls by waiting, so the worker is free."""
+def _switch(ctx: StepContext, action: PowerAction, what: str) -> Done | Wait:
+    """Read, then send ``action`` only if the host is not already there (ON is staggered on PDU strips)."""
+    if action is PowerAction.ON and (wait := _stagger(ctx)) is not None:
+        return wait
+    driver = _driver(ctx)
+    try:
+        state = driver.state()
+        want = PowerState.ON if action is PowerAction.ON else PowerState.OFF
+        if state is want:
+            ctx.data["sent"] = None
+            return Done(f"{ctx.target} already {state.value}; nothing sent ({what})")
+        driver.set_state(action)
+    finally:
+        driver.close()
+    ctx.data["sent"], ctx.data["sent_at"] = action.value, time.time()
+    return Done(f"{action.value} sent to {ctx.target} via {describe(_profile(ctx))} ({what})")
 
+
+def _poll(ctx: StepContext, want: PowerState, key: str) -> Done | Wait:
+    """Read the state until it is ``want`` (polling by waiting, so the worker is free meanwhile)."""
+    state = _read(ctx)
+    polls = int(ctx.data.get(key, 0)) + 1
+    ctx.data[key] = polls
+    if state is PowerState.OFF:
+        ctx.data["seen_off"] = True
+    if state is want:
+        return Done(f"confirmed: {ctx.target} is {state.value} (read back {polls}x)")
+    started = float(ctx.data.get("sent_at") or time.time())
+    waited = time.time() - started
+    if waited > float(ctx.params.get("confirm_timeout", CONFIRM_TIMEOUT_S)):
+        raise VerificationFailed(
+            f"{ctx.target} reads {state.value} {waited:.0f}s after {ctx.data.get('sent')}, expected {want.value}",
+            fix="check the host at the console or the outlet at the strip; a BMC may be hung",
+        )
+    delay = min(0.25 * 2 ** min(polls, 4), 4.0)
+    return Wait(now() + timedelta(seconds=delay), f"waiting for {ctx.target} to read {want.value}")
+
+
+class ConfirmOff(Step):
+    name = "confirm-off"
+    description = "off-on cycle: read back until the host is off"
+    idempotent = True
+
+    def run(self, ctx: StepContext) -> Done | Wait:
+        if ctx.data.get("mode") != OFF_ON:
+            return Done("not needed on this power path", quiet=True)
+        result = _poll(ctx, PowerState.OFF, "off_polls")
+        if isinstance(result, Done):
+            ctx.data["off_at"] = time.time()
+        return result
+
+
+class SendOn(Step):
+    name = "send-on"
+    description = "off-on cycle: after the dwell, power the host back on"
+    idempotent = True
+
+    def run(self, ctx: StepContext) -> Done | Wait:
+        if ctx.data.get("mode") != OFF_ON:
+            return Done("not needed on this power path", quiet=True)
+        dwell = float(ctx.params.get("off_seconds", OFF_SECONDS))
+        ready = float(ctx.data.get("off_at", 0)) + dwell
+        if time.time() < ready:
+            return Wait(now() + timedelta(seconds=ready - time.time()), f"{ctx.target} stays off {dwell:g}s")
+        return _switch(ctx, PowerAction.ON, "the on half of the cycle")
+
+
+class SendPower(ManualStep):
+    """power.on / power.off: read, and send only when the host is not already there."""
+
+    description = "send the power command when needed"
+
+    def __init__(self, action: PowerAction) -> None:
+        super().__init__(action, f"send-{action.value.replace('_', '-')}")
+
+    def run(self, ctx: StepContext) -> Done | Wait:
+        if ctx.data.get("mode") == MANUAL:
+            return self.manual(ctx)
+        return _switch(ctx, self.action, "as asked")
+
+
+class ConfirmPower(Step):
     name = "confirm-power"
     description = "read the power state back until it shows the action took effect"
     idempotent = True
@@ -138,62 +290,57 @@ class ConfirmPower(Step):
         self.action = action
 
     def run(self, ctx: StepContext) -> Done | Wait:
-        sent = ctx.data.get("sent")
+        if ctx.data.get("mode") == MANUAL:
+            return Done("confirmed by the technician", quiet=True)
         want = PowerState.OFF if self.action in (PowerAction.OFF, PowerAction.SOFT_OFF) else PowerState.ON
-        driver = _driver(ctx)
-        try:
-            state = driver.state()
-        finally:
-            driver.close()
-        polls = int(ctx.data.get("confirm_polls", 0)) + 1
-        ctx.data["confirm_polls"] = polls
-        if state is PowerState.OFF:
-            ctx.data["seen_off"] = True
-        if state is want:
-            if sent == PowerAction.CYCLE.value:
-                how = (
-                    "went off and came back on" if ctx.data.get("seen_off") else "is back on after the cycle"
-                )
-                return Done(f"confirmed: {ctx.target} {how} (read back {polls}x)")
-            return Done(f"confirmed: {ctx.target} is {state.value} (read back {polls}x)")
-        started = float(ctx.data.get("sent_at") or time.time())
-        if time.time() - started > float(ctx.params.get("confirm_timeout", CONFIRM_TIMEOUT_S)):
-            raise VerificationFailed(
-                f"{ctx.target} reads {state.value} {time.time() - started:.0f}s after {sent}, expected {want.value}",
-                fix="check the host at the console; its BMC may be hung",
-            )
-        delay = min(0.25 * 2 ** min(polls, 4), 4.0)
-        return Wait(now() + timedelta(seconds=delay), f"waiting for {ctx.target} to read {want.value}")
+        result = _poll(ctx, want, "confirm_polls")
+        if isinstance(result, Done) and self.action is PowerAction.CYCLE:
+            how = "went off and came back on" if ctx.data.get("seen_off") else "is back on after the cycle"
+            return Done(f"confirmed: {ctx.target} {how} (read back {ctx.data['confirm_polls']}x)")
+        return result
 
 
-def _steps(action: PowerAction) -> list[Step]:
-    return [CheckApproval(), ReadPower(), SendPower(action), ConfirmPower(action)]
+def cycle_steps() -> list[Step]:
+    return [
+        CheckApproval(),
+        ReadPower(PowerAction.CYCLE),
+        SendCycle(),
+        ConfirmOff(),
+        SendOn(),
+        ConfirmPower(PowerAction.CYCLE),
+    ]
 
+
+def set_steps(action: PowerAction) -> list[Step]:
+    return [CheckApproval(), ReadPower(action), SendPower(action), ConfirmPower(action)]
+
+
+DEADLINE_S = 4 * 3600  # a backstop: each step has its own timeout; manual steps wait for people
 
 actions.register(
     actions.Action(
         "power.cycle",
         "hard power-cycle a host and confirm it is back on",
-        lambda: _steps(PowerAction.CYCLE),
-        deadline_seconds=900,
-        purpose="power cycle",
+        cycle_steps,
+        DEADLINE_S,
+        "power cycle",
     )
 )
 actions.register(
     actions.Action(
         "power.on",
         "power a host on (never reboots a host that is on)",
-        lambda: _steps(PowerAction.ON),
-        deadline_seconds=600,
-        purpose="power on",
+        lambda: set_steps(PowerAction.ON),
+        DEADLINE_S,
+        "power on",
     )
 )
 actions.register(
     actions.Action(
         "power.off",
         "power a host off hard and confirm",
-        lambda: _steps(PowerAction.OFF),
-        deadline_seconds=600,
-        purpose="power off",
+        lambda: set_steps(PowerAction.OFF),
+        DEADLINE_S,
+        "power off",
     )
 )

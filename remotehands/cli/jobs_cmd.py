@@ -201,6 +201,13 @@ def cancel(job_id: int = typer.Argument(..., help="Job id."), as_json: bool = Js
 
 
 @app.command()
+def confirm(job_id: int = typer.Argument(..., help="Job id."), as_json: bool = JsonOption) -> None:
+    """Confirm you did a job's manual step (e.g. pressed the power button); the job then goes on."""
+    store.confirm_manual(runtime().db, job_id, current_user())
+    emit({"id": job_id, "confirmed_by": current_user()}, as_json, lambda: say(f"job {job_id}: confirmed"))
+
+
+@app.command()
 def retry(job_id: int = typer.Argument(..., help="Job id."), as_json: bool = JsonOption) -> None:
     """Send a needs_operator job back to the queue once you have checked the equipment; it resumes at the
     step that stopped it (a worker or 'run' must then advance it)."""

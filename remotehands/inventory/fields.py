@@ -23,17 +23,27 @@ from remotehands.inventory.checks import (
     number,
     port,
     problems_from_validation_error,
+    secret_reference,
     text,
     type_name,
     unknown_keys,
 )
-from remotehands.inventory.models import HOST_KINDS, PROVIDER, Host, NetworkDevice, StorageArray
+from remotehands.inventory.models import (
+    HOST_KINDS,
+    PDU_PLATFORMS,
+    PROVIDER,
+    Host,
+    NetworkDevice,
+    Pdu,
+    StorageArray,
+)
 
-Equipment = Host | NetworkDevice | StorageArray
+Equipment = Host | NetworkDevice | StorageArray | Pdu
 
 NETWORK_KINDS = ("firewall", "switch", "router")
 ARRAY_KIND = "array"
-KINDS = (*HOST_KINDS, *NETWORK_KINDS, ARRAY_KIND)
+PDU_KIND = "pdu"
+KINDS = (*HOST_KINDS, *NETWORK_KINDS, ARRAY_KIND, PDU_KIND)
 NETWORK_PLATFORMS = ("cisco_asa", "juniper_junos", "fortinet", "cisco_ios")
 ARRAY_PLATFORMS = ("ontap", "pure", "powerstore")
 POWER_TYPES = ("ipmi", "redfish", "pdu-outlet", "manual")
@@ -59,14 +69,15 @@ DEVICE_FIELDS = (
     "port",
     "credentials",
 )
-HOST_FIELDS = tuple(sorted(set(SERVER_FIELDS) | set(DEVICE_FIELDS)))
-# pdu-outlet may carry the PDU's address and credentials until PDUs get their own inventory entries.
+PDU_FIELDS = (*DEVICE_FIELDS, "snmp", "stagger_seconds")
+HOST_FIELDS = tuple(sorted(set(SERVER_FIELDS) | set(PDU_FIELDS)))
 POWER_FIELDS: dict[str, tuple[str, ...]] = {
     "ipmi": ("type", "address", "port", "credentials"),
-    "redfish": ("type", "address", "port", "credentials", "tls_ca", "tls_insecure"),
-    "pdu-outlet": ("type", "pdu", "outlet", "address", "port", "credentials"),
+    "redfish": ("type", "address", "port", "credentials", "system_id", "tls_ca", "tls_insecure"),
+    "pdu-outlet": ("type", "pdu", "outlet", "outlet_name"),
     "manual": ("type",),
 }
+SNMP_FIELDS = ("version", "community", "user", "auth_key", "priv_key", "auth_protocol", "priv_protocol")
 _SERIAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -79,6 +90,26 @@ class Catalogue:
     subscriptions: frozenset[str]
 
 
+def power_paths(spot: Spot, value: object) -> list[dict[str, object]] | None:
+    """One power profile, or a list of them tried in order (e.g. redfish, then ipmi); None after reporting."""
+    if isinstance(value, list):
+        if not value:
+            spot.report("power is an empty list; give at least one power path")
+            return None
+        paths = [power(spot.child(str(i)), item) for i, item in enumerate(value)]
+        keys = [
+            tuple(str(p.get(k)) for k in ("type", "address", "port", "pdu", "outlet"))
+            for p in paths
+            if p is not None
+        ]
+        if len(set(keys)) != len(keys):
+            spot.report("power lists the same path twice; each path is tried once, in order")
+            return None
+        return None if any(p is None for p in paths) else [p for p in paths if p is not None]
+    one = power(spot, value)
+    return None if one is None else [one]
+
+
 def power(spot: Spot, value: object) -> dict[str, object] | None:
     """The power profile: what each type needs is present and well-formed, nothing foreign to the type."""
     if value is None:
@@ -86,7 +117,8 @@ def power(spot: Spot, value: object) -> dict[str, object] | None:
         return None
     if not isinstance(value, Mapping):
         spot.report(
-            f"power must be a mapping with a type (ipmi, redfish, pdu-outlet, manual), not {type_name(value)}"
+            "power must be a mapping with a type (ipmi, redfish, pdu-outlet, manual), or a list of them, "
+            f"not {type_name(value)}"
         )
         return None
     kind = choice(spot.child("type"), value.get("type"), POWER_TYPES, "missing power type")
@@ -106,6 +138,8 @@ def power(spot: Spot, value: object) -> dict[str, object] | None:
             spot.child("credentials"), value.get("credentials"), f"{need} credentials: {{username, password}}"
         )
     if kind == "redfish":
+        if "system_id" in value:
+            profile["system_id"] = text(spot.child("system_id"), value["system_id"], None)
         if "tls_ca" in value:
             ca = text(spot.child("tls_ca"), value["tls_ca"], None)
             if ca is not None and not ca.startswith("/"):
@@ -123,6 +157,8 @@ def power(spot: Spot, value: object) -> dict[str, object] | None:
         if outlet is None:
             spot.child("outlet").report(f"{need} outlet: the outlet number on that PDU")
         profile["outlet"] = number(spot.child("outlet"), outlet, 1, None, "an outlet number")
+        if "outlet_name" in value:
+            profile["outlet_name"] = text(spot.child("outlet_name"), value["outlet_name"], None)
     return profile if len(spot.problems) == before else None
 
 
@@ -169,15 +205,21 @@ def build_equipment(
     host = _HostVars(name, resolved, catalogue.hosts_file, problems)
     kind = choice(host.spot("kind"), host.value("kind"), KINDS, "missing kind")
     server = kind in HOST_KINDS
-    applicable = SERVER_FIELDS if server else DEVICE_FIELDS
+    applicable = SERVER_FIELDS if server else PDU_FIELDS if kind == PDU_KIND else DEVICE_FIELDS
     for key in sorted(host_written & set(HOST_FIELDS) - set(applicable)) if kind else ():
         host.spot(key).report(
             f"field {key} does not apply to a {kind}; fields for a {kind} are {', '.join(applicable)}"
         )
     fields = _common_fields(host, catalogue, required=server)
     if server:
-        fields["power"] = power(host.spot("power"), host.value("power"))
+        paths = power_paths(host.spot("power"), host.value("power"))
+        if paths:
+            fields["power"], fields["power_fallback"] = paths[0], paths[1:]
+        else:
+            fields["power"] = None
         fields["reimage_method"] = host.text("reimage_method", None)
+    elif kind == PDU_KIND:
+        _pdu_fields(host, fields)
     elif kind is not None:
         platforms = ARRAY_PLATFORMS if kind == ARRAY_KIND else NETWORK_PLATFORMS
         fields["platform"] = choice(
@@ -195,10 +237,65 @@ def build_equipment(
             return Host.model_validate({**data, "kind": kind})
         if kind == ARRAY_KIND:
             return StorageArray.model_validate(data)
+        if kind == PDU_KIND:
+            return Pdu.model_validate(data)
         return NetworkDevice.model_validate({**data, "kind": kind})
     except ValidationError as exc:
         problems.extend(problems_from_validation_error(exc, name, lambda key: host.spot(key).file))
         return None
+
+
+def _pdu_fields(host: _HostVars, fields: dict[str, object]) -> None:
+    """A PDU: its platform, SNMP settings (or Redfish credentials), port and outlet stagger."""
+    platform = choice(
+        host.spot("platform"), host.value("platform"), PDU_PLATFORMS, "missing platform for the pdu"
+    )
+    fields["platform"] = platform
+    if host.value("port") is not None:
+        fields["port"] = port(host.spot("port"), host.value("port"))
+    elif platform == "redfish":
+        fields["port"] = 443
+    if platform == "redfish":
+        fields["credentials"] = credentials(
+            host.spot("credentials"), host.value("credentials"), "a Redfish PDU needs credentials"
+        )
+    elif platform is not None:
+        fields["snmp"] = snmp(host.spot("snmp"), host.value("snmp"))
+    stagger = host.value("stagger_seconds")
+    if stagger is not None:
+        if isinstance(stagger, bool) or not isinstance(stagger, int | float) or not 0 <= stagger <= 600:
+            host.spot("stagger_seconds").report("stagger_seconds must be a number of seconds from 0 to 600")
+        else:
+            fields["stagger_seconds"] = float(stagger)
+
+
+def snmp(spot: Spot, value: object) -> dict[str, object] | None:
+    """SNMP settings of a PDU: v2c needs a community reference; v3 a user and auth/priv key references."""
+    if value is None:
+        spot.report("an SNMP PDU needs snmp: {version: v2c, community: env:NAME} or a v3 user and keys")
+        return None
+    if not isinstance(value, Mapping):
+        spot.report(f"snmp must be a mapping, not {type_name(value)}")
+        return None
+    unknown_keys(spot, value, SNMP_FIELDS)
+    version = choice(spot.child("version"), value.get("version", "v2c"), ("v2c", "v3"), "missing version")
+    settings: dict[str, object] = {"version": version}
+    needed = {"v2c": ("community",), "v3": ("auth_key", "priv_key")}.get(version or "", ())
+    for key in needed:
+        if value.get(key) is None:
+            spot.child(key).report(f"SNMP {version} needs {key}: a reference such as env:PDU_{key.upper()}")
+            settings[key] = None
+        else:
+            settings[key] = secret_reference(spot.child(key), value[key])
+    if version == "v3":
+        settings["user"] = text(spot.child("user"), value.get("user"), "SNMPv3 needs user")
+        for key, options in (
+            ("auth_protocol", ("SHA", "SHA256", "MD5")),
+            ("priv_protocol", ("AES", "AES256", "DES")),
+        ):
+            if key in value:
+                settings[key] = choice(spot.child(key), value[key], options, f"missing {key}")
+    return None if any(v is None for v in settings.values()) else settings
 
 
 def _common_fields(host: _HostVars, catalogue: Catalogue, *, required: bool) -> dict[str, object]:

@@ -37,6 +37,7 @@ from remotehands.inventory.models import (
     Host,
     Inventory,
     NetworkDevice,
+    Pdu,
     Site,
     StorageArray,
     Subscription,
@@ -83,6 +84,8 @@ def _read(path: Path) -> tuple[Inventory | None, list[InventoryProblem]]:
             equipment[name] = item
     _check_one_site_per_host(ansible, problems)
     _check_duplicate_serials(resolved, problems)
+    declared_pdus = {n for n, v in resolved.items() if (k := v.get("kind")) is not None and k.value == "pdu"}
+    _check_outlets(equipment, declared_pdus, ansible.hosts_file, problems)
     if problems:
         return None, problems
     try:
@@ -262,4 +265,40 @@ def _assemble(
         hosts={name: item for name, item in equipment.items() if isinstance(item, Host)},
         network_devices={name: item for name, item in equipment.items() if isinstance(item, NetworkDevice)},
         arrays={name: item for name, item in equipment.items() if isinstance(item, StorageArray)},
+        pdus={name: item for name, item in equipment.items() if isinstance(item, Pdu)},
     )
+
+
+def _check_outlets(
+    equipment: dict[str, Equipment], pdus: set[str], hosts_file: str, problems: list[InventoryProblem]
+) -> None:
+    """Every pdu-outlet path names a PDU declared in the inventory, and no outlet powers two hosts."""
+    users: dict[tuple[str, int], str] = {}
+    for name, item in sorted(equipment.items()):
+        if not isinstance(item, Host):
+            continue
+        for i, path in enumerate(item.power_paths):
+            if path.type != "pdu-outlet" or path.pdu is None or path.outlet is None:
+                continue
+            field = "power.pdu" if i == 0 and not item.power_fallback else f"power.{i}.pdu"
+            if path.pdu not in pdus:
+                known = ", ".join(sorted(pdus)) or "none"
+                problems.append(
+                    InventoryProblem(
+                        hosts_file,
+                        name,
+                        field,
+                        f"pdu {path.pdu!r} is not in the inventory (add it with kind: pdu); PDUs: {known}",
+                    )
+                )
+                continue
+            other = users.setdefault((path.pdu, path.outlet), name)
+            if other != name:
+                problems.append(
+                    InventoryProblem(
+                        hosts_file,
+                        name,
+                        field.replace(".pdu", ".outlet"),
+                        f"outlet {path.outlet} of {path.pdu} already powers {other}; one outlet, one host",
+                    )
+                )

@@ -19,6 +19,19 @@ PowerType = Literal["ipmi", "redfish", "pdu-outlet", "manual"]
 NetworkKind = Literal["firewall", "switch", "router"]
 NetworkPlatform = Literal["cisco_asa", "juniper_junos", "fortinet", "cisco_ios"]
 ArrayPlatform = Literal["ontap", "pure", "powerstore"]
+# "auto": the PDU's model is read from its sysObjectID; "redfish": a Redfish PDU (Outlet.PowerControl).
+PduPlatform = Literal[
+    "auto", "apc_rpdu", "apc_rpdu2", "apc_masterswitch", "raritan_px2", "raritan_px3", "redfish"
+]
+PDU_PLATFORMS: tuple[str, ...] = (
+    "auto",
+    "apc_rpdu",
+    "apc_rpdu2",
+    "apc_masterswitch",
+    "raritan_px2",
+    "raritan_px3",
+    "redfish",
+)
 
 # Shared infrastructure (firewalls, arrays, PDUs) belongs to the provider, not to a customer.
 PROVIDER = "provider"
@@ -55,6 +68,8 @@ class PowerProfile(_Model):
     credentials: Credentials | None = None
     pdu: str | None = None  # pdu-outlet: the PDU's inventory name
     outlet: int | None = None  # pdu-outlet: outlet number on that PDU
+    outlet_name: str | None = None  # pdu-outlet: the name the PDU must report for that outlet
+    system_id: str | None = None  # redfish: the member of /redfish/v1/Systems, when there are several
     tls_ca: str | None = None  # redfish: pinned CA bundle path
     tls_insecure: bool = False  # redfish: explicit, per-device exception to TLS verification
 
@@ -69,8 +84,14 @@ class Host(_Model):
     serial_number: str
     mgmt_address: str  # ansible_host
     subscription: str  # a Subscription.id, or PROVIDER
-    power: PowerProfile
+    power: PowerProfile  # the first power path
+    power_fallback: tuple[PowerProfile, ...] = ()  # tried in order when the one before fails
     reimage_method: str | None = None
+
+    @property
+    def power_paths(self) -> tuple[PowerProfile, ...]:
+        """Every power path, in the order to try them."""
+        return (self.power, *self.power_fallback)
 
 
 class NetworkDevice(_Model):
@@ -98,6 +119,34 @@ class StorageArray(_Model):
     serial_number: str | None = None
 
 
+class SnmpSettings(_Model):
+    """How to talk SNMP to a PDU. Secrets (community, keys) are references."""
+
+    version: Literal["v2c", "v3"] = "v2c"
+    community: str | None = None
+    user: str | None = None
+    auth_key: str | None = None
+    priv_key: str | None = None
+    auth_protocol: Literal["SHA", "SHA256", "MD5"] = "SHA"
+    priv_protocol: Literal["AES", "AES256", "DES"] = "AES"
+
+
+class Pdu(_Model):
+    """A switched PDU: its outlets power the hosts whose power path names it (Macs have no BMC)."""
+
+    name: str
+    platform: PduPlatform
+    site: str
+    rack: str | None = None
+    mgmt_address: str
+    port: int = 161
+    serial_number: str | None = None
+    snmp: SnmpSettings | None = None  # SNMP PDUs
+    credentials: Credentials | None = None  # Redfish PDUs
+    stagger_seconds: float = 2.0  # between outlets switched on one strip, against inrush current
+    subscription: str = PROVIDER
+
+
 class Inventory(_Model):
     """Everything the inventory directory describes, looked up by name."""
 
@@ -107,6 +156,7 @@ class Inventory(_Model):
     hosts: dict[str, Host] = Field(default_factory=dict)
     network_devices: dict[str, NetworkDevice] = Field(default_factory=dict)
     arrays: dict[str, StorageArray] = Field(default_factory=dict)
+    pdus: dict[str, Pdu] = Field(default_factory=dict)
 
     def host(self, name: str) -> Host:
         """Return the host called ``name``; raises ``UnknownTarget`` naming close matches."""
@@ -117,6 +167,32 @@ class Inventory(_Model):
                 f"unknown host {name!r} in inventory {self.source}",
                 fix=_suggest(name, list(self.hosts)) or "run 'remotehands inventory list' to see the hosts",
             ) from None
+
+    def pdu(self, name: str) -> Pdu:
+        """The PDU called ``name``; raises ``UnknownTarget``."""
+        try:
+            return self.pdus[name]
+        except KeyError:
+            raise UnknownTarget(
+                f"unknown PDU {name!r} in inventory {self.source}",
+                fix=_suggest(name, list(self.pdus)) or "add it to hosts.yml with kind: pdu",
+            ) from None
+
+    def hosts_in(self, *, site: str | None = None, rack: str | None = None) -> list[Host]:
+        """Hosts of a site and/or rack, sorted by name; raises ``UnknownTarget`` for an unknown site."""
+        if site is not None and site not in self.sites:
+            raise UnknownTarget(f"unknown site {site!r}", fix="sites: " + ", ".join(sorted(self.sites)))
+        found = [
+            h
+            for h in self.hosts.values()
+            if (site is None or h.site == site) and (rack is None or h.rack == rack)
+        ]
+        if not found:
+            where = " ".join(x for x in (f"site {site}" if site else "", f"rack {rack}" if rack else "") if x)
+            raise UnknownTarget(
+                f"no hosts in {where}", fix="check the name with 'remotehands inventory list'"
+            )
+        return sorted(found, key=lambda h: h.name)
 
     def customer_of(self, subscription_id: str) -> str:
         if subscription_id == PROVIDER:

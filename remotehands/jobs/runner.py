@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from remotehands import audit, redaction
 from remotehands.errors import NeedsOperator, RemoteHandsError
@@ -95,7 +96,14 @@ def _advance_one_step(runtime: Runtime, job_id: int, owner: str, lease: int) -> 
             .first()
         )
         ctx = StepContext(
-            job.id, job.ticket_id, job.action, job.target, dict(job.params), dict(job.data), runtime
+            job.id,
+            job.ticket_id,
+            job.action,
+            job.target,
+            dict(job.params),
+            dict(job.data),
+            runtime,
+            confirmed_by=job.confirmed_by,
         )
         last_status = last.status if last else None
         last_attempt = last.attempt if last else 0
@@ -171,6 +179,7 @@ def _advance_one_step(runtime: Runtime, job_id: int, owner: str, lease: int) -> 
         with db.session() as s:
             job = store.get_job(s, job_id)
             _close_step(s, job_id, idx, attempt, "waiting", result.reason, finished=False)
+            _enqueue_notes(s, job, ctx)
             job.data = ctx.data
             job.next_run_at = result.until
             store.transition(s, job, JobEvent.WAIT, reason=result.reason)
@@ -209,26 +218,31 @@ def _commit_done(
         job.data = ctx.data
         job.next_run_at = None
         job.retries = 0
-        outbox.enqueue(
-            s,
-            job.ticket_system,
-            job.ticket_id,
-            "comment",
-            f"job {job.id} step {idx + 1} {step.name}: {done.message}",
-            job_id=job.id,
-        )
+        _enqueue_notes(s, job, ctx)
+        if not done.quiet:
+            outbox.enqueue(
+                s,
+                job.ticket_system,
+                job.ticket_id,
+                "comment",
+                f"job {job.id} step {idx + 1} {step.name}: {done.message}",
+                job_id=job.id,
+            )
         audit.append(
             s, "remotehands", "job.step", f"job-{job.id}", {"step": step.name, "result": done.message}
         )
     return None
 
 
-def _close_step(
-    s: object, job_id: int, idx: int, attempt: int, status: str, result: str, *, finished: bool = True
-) -> None:
-    from sqlalchemy.orm import Session
+def _enqueue_notes(s: Session, job: Job, ctx: StepContext) -> None:
+    for note in ctx.notes:
+        outbox.enqueue(s, job.ticket_system, job.ticket_id, "comment", f"job {job.id}: {note}", job_id=job.id)
+    ctx.notes.clear()
 
-    assert isinstance(s, Session)
+
+def _close_step(
+    s: Session, job_id: int, idx: int, attempt: int, status: str, result: str, *, finished: bool = True
+) -> None:
     row = s.execute(
         select(JobStep).where(JobStep.job_id == job_id, JobStep.idx == idx, JobStep.attempt == attempt)
     ).scalar_one_or_none()
@@ -274,8 +288,8 @@ def retry_delay(retries: int) -> float:
     return float(min(2**retries, 60))
 
 
-def _summary(s: object, job: Job) -> str:
-    steps = store.steps_of(s, job.id)  # type: ignore[arg-type]
+def _summary(s: Session, job: Job) -> str:
+    steps = store.steps_of(s, job.id)
     done = [st for st in steps if st.status == "done"]
     last = done[-1].result if done else "no steps"
     return f"all {len(done)} steps done; {last}"

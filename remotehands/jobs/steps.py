@@ -22,9 +22,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Done:
-    """The step finished; ``message`` is its one-line result for the ticket trail."""
+    """The step finished; ``message`` is its one-line result for the ticket trail.
+
+    ``quiet`` keeps a step that had nothing to do on this path (e.g. a skipped half of a cycle) out of the
+    ticket trail; the job journal still records it."""
 
     message: str
+    quiet: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,15 @@ class StepContext:
     params: dict[str, Any]
     data: dict[str, Any]  # persisted with each step's done; later steps read what earlier steps wrote
     runtime: Runtime
-    notes: list[str] = field(default_factory=list)
+    confirmed_by: str | None = None  # a technician's confirmation of a manual step
+    notes: list[str] = field(default_factory=list)  # ticket comments, committed with the step's outcome
 
     def host(self) -> Host:
         return self.runtime.inventory().host(self.target)
+
+    def tell_ticket(self, text: str) -> None:
+        """Add a comment to the ticket, written in the same transaction as this step's done or wait."""
+        self.notes.append(text)
 
 
 class Step(ABC):

@@ -51,6 +51,10 @@ class Job(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     retries: Mapped[int] = mapped_column(Integer, default=0)
+    # A technician's confirmation of a manual step (``remotehands jobs confirm``); its own column so a
+    # worker committing ``data`` can never overwrite it.
+    confirmed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class JobStep(Base):
@@ -91,3 +95,14 @@ class OutboxEvent(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class DeviceSlot(Base):
+    """When a shared device (a PDU strip) may next be switched: outlets are staggered against inrush.
+
+    Claimed by a conditional UPDATE, so the stagger holds across threads, processes and machines."""
+
+    __tablename__ = "device_slots"
+
+    device: Mapped[str] = mapped_column(String(128), primary_key=True)
+    next_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -58,7 +58,7 @@ def append(
         session.add(head)
         session.flush()
     ts = datetime.now(UTC).isoformat()
-    text = redaction.redact(json.dumps(detail or {}, sort_keys=True, default=str))
+    text = json.dumps(redaction.redact_data(detail or {}), sort_keys=True, default=str)
     digest = _digest(head.hash, ts, actor, action, subject, text)
     session.add(
         AuditEntry(

@@ -32,10 +32,12 @@ class Base(DeclarativeBase):
 class Database:
     """An engine plus a session factory. ``session()`` is a transaction: commit on exit, rollback on error."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, cipher: Any = None) -> None:
         self.url = url
         self.engine = make_engine(url)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # The cipher for sensitive tickets rides on every session (``session.info["cipher"]``), so code
+        # that writes inside a transaction can seal what it writes without being handed it.
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False, info={"cipher": cipher})
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 MASK = "***"
 # Short values (a 1-3 character "password") would mask ordinary words; they are refused at resolution time.
@@ -50,6 +51,18 @@ def redact_bytes(data: bytes) -> bytes:
     return data
 
 
+def redact_data(value: Any) -> Any:
+    """``value`` (nested dicts, lists, strings) with every string redacted, before it is encoded as JSON:
+    once encoded, a secret holding a quote, a backslash or non-ASCII text is escaped and would not match."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_data(k): redact_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_data(v) for v in value]
+    return value
+
+
 def forget_all() -> None:
     """Drop every registered secret (tests only)."""
     with _lock:
@@ -70,9 +83,23 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def install_logging_filter(logger: logging.Logger | None = None) -> None:
-    """Attach ``RedactingFilter`` to every handler of ``logger`` (the root logger by default)."""
-    target = logger or logging.getLogger()
-    for handler in target.handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
+def install_record_factory() -> None:
+    """Redact every log record as it is created, before any handler (or pytest's caplog) sees it.
+
+    A filter on one handler changes the shared record only when that handler runs, after handlers before
+    it have already written the raw text; the record factory runs first, for every logger. Idempotent."""
+    current = logging.getLogRecordFactory()
+    if getattr(current, "remotehands_redacting", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        _FILTER.filter(record)
+        return record
+
+    factory.remotehands_redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+_FILTER = RedactingFilter()
+install_record_factory()

@@ -24,8 +24,12 @@ class Runtime:
         self._lock = threading.Lock()
 
     @cached_property
+    def cipher(self) -> TicketCipher:
+        return TicketCipher(self.settings)
+
+    @cached_property
     def db(self) -> Database:
-        db = Database(self.settings.resolved_db_url())
+        db = Database(self.settings.resolved_db_url(), cipher=self.cipher)
         db.migrate()
         return db
 
@@ -33,7 +37,7 @@ class Runtime:
     def tickets(self) -> BuiltinTickets:
         from remotehands.jobs import actions
 
-        return BuiltinTickets(self.db, TicketCipher(self.settings), actions.names())
+        return BuiltinTickets(self.db, self.cipher, actions.names())
 
     @property
     def inventory_path(self) -> Path:

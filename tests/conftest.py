@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,19 @@ class Mark:
 
 
 def mark(lab: LabInfo, host: str) -> Mark:
+    """Wait until ``host`` reads on (an earlier test's cycle may still be settling), then mark its log."""
+    from remotehands.bmc.base import PowerAction, perform_and_confirm
+    from remotehands.bmc.ipmi import IpmiPower
+
+    bmc = lab.hosts[host]
+    driver = IpmiPower(bmc.address, bmc.port, "admin", lab.password(), timeout=3.0)
+    try:
+        deadline = time.monotonic() + 10
+        while driver.state().value != "on" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        perform_and_confirm(driver, PowerAction.ON, timeout=10)
+    finally:
+        driver.close()
     return Mark(lab, host, len(read_bmc_log(lab.log_path, host=host)))
 
 

@@ -145,3 +145,12 @@ def test_bad_inventory_gives_named_problems_and_exit_2_not_a_traceback(cli, monk
     code, _, err = cli("tickets", "create", "--title", "x", "--action", "power.cycle", "-t", "esx-01")
     assert code == 2
     assert "inventory problem" in err and "Traceback" not in err
+
+
+def test_markup_in_a_title_is_shown_as_text(cli):
+    title = "fan [/] broken [bold]loud"
+    code, _, err = cli("tickets", "create", "--title", title, "--action", "power.cycle", "-t", "esx-01")
+    assert code == 0, err
+    code, out, err = cli("tickets", "list")
+    assert code == 0, err
+    assert "[/]" in out and "[bold" in out  # literal, not markup (the cell is truncated at 80 columns)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -55,9 +57,17 @@ def _assert_lock_and_lease(db: Database) -> None:
     with pytest.raises(TargetBusy) as err:
         store.create_jobs_for_ticket(db, _ticket(2, "esx-01"), "bob", "test")
     assert err.value.blocking_job_id == job_id
-    a, b = store.new_owner(), store.new_owner()
-    assert store.claim(db, job_id, a, 60) is True
-    assert store.claim(db, job_id, b, 60) is False
+    # Eight workers race for the job at the same moment: exactly one wins.
+    owners = [store.new_owner() for _ in range(8)]
+    barrier = threading.Barrier(len(owners))
+
+    def race(owner: str) -> bool:
+        barrier.wait()
+        return store.claim(db, job_id, owner, 60)
+
+    with ThreadPoolExecutor(len(owners)) as pool:
+        wins = list(pool.map(race, owners))
+    assert wins.count(True) == 1
 
 
 def test_sqlite_migrations_match_models_and_durability_settings(tmp_path):

@@ -10,11 +10,12 @@ import pytest
 import yaml
 from sqlalchemy import update
 
+from remotehands.bmc.base import PowerAction, perform_and_confirm
 from remotehands.config import Settings
-from remotehands.errors import InternalError, NotPermitted
+from remotehands.errors import NotPermitted
 from remotehands.jobs import outbox, runner, store, sweeper
 from remotehands.jobs.states import JobEvent
-from remotehands.jobs.tables import Job
+from remotehands.jobs.tables import Job, JobStep
 from remotehands.runtime import Runtime
 from remotehands.tickets.base import TicketStatus
 from tests.conftest import job_state, mark, open_ticket, run_ticket
@@ -88,7 +89,8 @@ def test_sweeper_fails_jobs_past_their_deadline_and_frees_the_host(rt):
     assert "deadline" in job.reason and job.active_target is None
 
 
-def test_expired_lease_is_taken_over_and_the_old_owner_cannot_journal(rt):
+def test_expired_lease_is_taken_over_and_the_old_owner_cannot_journal(rt, lab):
+    m = mark(lab, "esx-03")
     ticket_id = open_ticket(rt, "esx-03")
     [job_id] = store.create_jobs_for_ticket(rt.db, rt.tickets.get(ticket_id), "bob", "test")
     a, b = store.new_owner(), store.new_owner()
@@ -99,8 +101,92 @@ def test_expired_lease_is_taken_over_and_the_old_owner_cannot_journal(rt):
             update(Job).where(Job.id == job_id).values(lease_expires_at=store.now() - timedelta(seconds=1))
         )
     assert store.claim(rt.db, job_id, b, 60)
-    with pytest.raises(InternalError, match="lease lost"), rt.db.session() as s:
-        store.renew(s, store.get_job(s, job_id), a, 60)
+    # The old owner, still running somewhere, can neither claim again nor write a journal row.
+    assert runner.advance(rt, job_id, a) is None
+    with pytest.raises(runner.LeaseLost):
+        runner._advance_one_step(rt, job_id, a, 60)
+    with rt.db.session() as s:
+        assert store.steps_of(s, job_id) == []
+    assert m.commands() == []
+
+
+def test_a_resolved_ticket_cannot_be_run_again(rt, lab):
+    m = mark(lab, "esx-01")
+    ticket_id = open_ticket(rt, "esx-01")
+    [job_id] = run_ticket(rt, ticket_id)
+    assert job_state(rt, job_id) == "succeeded"
+    assert rt.tickets.get(ticket_id).status is TicketStatus.RESOLVED
+    with pytest.raises(NotPermitted, match="resolved"):
+        store.create_jobs_for_ticket(rt.db, rt.tickets.get(ticket_id), "bob", "test")
+    assert len(m.commands("cycle")) == 1
+
+
+def test_a_lost_answer_to_the_cycle_is_checked_in_the_event_log_not_sent_again(rt, lab, mocker):
+    from remotehands.bmc.ipmi import IpmiPower
+    from remotehands.errors import DeviceUnreachable
+
+    real_cycle = IpmiPower.cycle
+    lost = {"n": 0}
+
+    def cycle_then_lose_the_answer(self):
+        real_cycle(self)
+        if lost["n"] == 0:
+            lost["n"] += 1
+            raise DeviceUnreachable("no answer from 127.0.0.1 (simulated lost response)")
+
+    mocker.patch.object(IpmiPower, "cycle", cycle_then_lose_the_answer)
+    mocker.patch.object(runner, "UNKNOWN_OUTCOME_SETTLE_S", 0.0)
+    mocker.patch.object(runner, "retry_delay", return_value=0.0)
+    m = mark(lab, "esx-05")
+    ticket_id = open_ticket(rt, "esx-05")
+    [job_id] = run_ticket(rt, ticket_id)
+    assert job_state(rt, job_id) == "succeeded"
+    assert len(m.commands("cycle")) == 1
+    with rt.db.session() as s:
+        rows = [r for r in store.steps_of(s, job_id) if r.name == "send-cycle"]
+    assert len(rows) == 1 and rows[0].status == "done"
+    assert "confirmed from the device" in rows[0].result
+
+
+@pytest.mark.parametrize("stop", ["cancel", "deadline"])
+def test_cancel_or_deadline_waits_for_a_half_sent_cycle_to_be_checked(rt, lab, stop):
+    m = mark(lab, "esx-07")
+    ticket_id = open_ticket(rt, "esx-07")
+    [job_id] = store.create_jobs_for_ticket(rt.db, rt.tickets.get(ticket_id), "bob", "test")
+    driver = rt.power_driver(rt.inventory().host("esx-07"))
+    perform_and_confirm(driver, PowerAction.ON, timeout=10)  # back on after the other case's cycle
+    m = mark(lab, "esx-07")
+    marker = driver.event_marker()
+    driver.cycle()  # the command left; then the worker died before journaling done
+    driver.close()
+    with rt.db.session() as s:
+        job = store.get_job(s, job_id)
+        store.transition(s, job, JobEvent.START)
+        job.step_index = 2
+        job.data = {"path": 0, "power_before": "on", "mode": "native"}
+        s.add(
+            JobStep(
+                job_id=job_id,
+                idx=2,
+                name="send-cycle",
+                attempt=1,
+                status="started",
+                baseline={"event_marker": marker},
+                started_at=store.now(),
+            )
+        )
+        if stop == "cancel":
+            job.cancel_requested = True
+        else:
+            job.deadline_at = store.now() - timedelta(seconds=1)
+    owner = store.new_owner()
+    assert store.claim(rt.db, job_id, owner, 60)
+    state = runner.advance(rt, job_id, owner)
+    assert state is not None and state.value == ("cancelled" if stop == "cancel" else "failed")
+    with rt.db.session() as s:
+        row = next(r for r in store.steps_of(s, job_id) if r.name == "send-cycle")
+    assert row.status == "done" and "was received" in row.result  # established before letting go
+    assert len(m.commands("cycle")) == 1
 
 
 def test_operator_retry_of_a_needs_operator_job(rt, lab):

@@ -17,7 +17,8 @@ from remotehands.errors import (
 from remotehands.jobs import outbox, store
 from remotehands.jobs.executor import LocalExecutor
 from remotehands.jobs.tables import JobStep, OutboxEvent
-from remotehands.tickets.base import Severity, TicketStatus
+from remotehands.tickets.base import Severity, TaskRequest, TicketStatus, TicketType
+from remotehands.tickets.builtin import NewTicket
 from tests.conftest import job_state, mark, open_ticket, run_ticket
 
 
@@ -112,10 +113,12 @@ def test_cancel_during_a_wait(rt, lab):
 
 def test_outbox_retries_while_the_ticket_system_is_down_and_loses_nothing(rt, lab, mocker):
     ticket_id = open_ticket(rt, "esx-01")
-    real_comment = rt.tickets.comment
+    real_comment, real_status = rt.tickets.comment, rt.tickets.set_status
     down = mocker.patch.object(
         rt.tickets, "comment", side_effect=TicketSystemUnavailable("ticket store down")
     )
+    # The status change fails too: the ticket must still end resolved, never overtaken by an older event.
+    mocker.patch.object(rt.tickets, "set_status", side_effect=TicketSystemUnavailable("ticket store down"))
     [job_id] = run_ticket(rt, ticket_id)
     assert job_state(rt, job_id) == "succeeded"  # the job does not wait for the ticket system
     assert down.call_count >= 1
@@ -127,6 +130,7 @@ def test_outbox_retries_while_the_ticket_system_is_down_and_loses_nothing(rt, la
     assert any("ticket store down" in e for e in errors)
 
     mocker.patch.object(rt.tickets, "comment", side_effect=real_comment)
+    mocker.patch.object(rt.tickets, "set_status", side_effect=real_status)
     later = store.now() + timedelta(hours=1)
     mocker.patch("remotehands.jobs.outbox._now", return_value=later)
     outbox.deliver(rt.db, rt.tickets)
@@ -155,15 +159,34 @@ def test_queue_orders_by_severity_then_received_time(rt):
 
 
 def test_sensitive_ticket_is_encrypted_at_rest(rt, lab, tmp_path):
-    ticket_id = open_ticket(rt, "esx-03", sensitive=True, title="customer vault password rotation TOPSECRET")
+    ticket_id = rt.tickets.create(
+        NewTicket(
+            type=TicketType.REMOTE_HANDS,
+            severity=Severity.OUTAGE_ONE,
+            title="vault rotation TOPSECRET-TITLE",
+            requester="alice",
+            customer="globex",
+            subscription="globex-0001",
+            request=TaskRequest(
+                action="power.cycle", targets=("esx-04",), params={"note": "TOPSECRET-PARAM"}
+            ),
+            description="TOPSECRET-DESCRIPTION",
+            sensitive=True,
+        ),
+        rt.inventory(),
+    )
+    rt.tickets.approve(ticket_id, "bob")
+    rt.tickets.comment(ticket_id, "customer says TOPSECRET-COMMENT")
+    rt.tickets.attach(ticket_id, "notes.txt", b"TOPSECRET-ATTACHMENT")
     [job_id] = run_ticket(rt, ticket_id)
     assert job_state(rt, job_id) == "succeeded"
     assert rt.tickets.get(ticket_id, reveal=False).title == "[sensitive: use --reveal]"
-    assert "TOPSECRET" in rt.tickets.get(ticket_id, reveal=True).title
-    hidden = rt.tickets.comments(ticket_id)
-    shown = rt.tickets.comments(ticket_id, reveal=True)
-    assert all(c.body == "[sensitive: use --reveal]" for c in hidden)
-    assert any("confirmed" in c.body for c in shown)
+    revealed = rt.tickets.get(ticket_id, reveal=True)
+    assert "TOPSECRET-TITLE" in revealed.title and revealed.request.params == {"note": "TOPSECRET-PARAM"}
+    assert all(c.body == "[sensitive: use --reveal]" for c in rt.tickets.comments(ticket_id))
+    shown = [c.body for c in rt.tickets.comments(ticket_id, reveal=True)]
+    assert any("TOPSECRET-COMMENT" in c for c in shown) and any("confirmed" in c for c in shown)
+    assert rt.tickets.attachment_content(ticket_id, "notes.txt") == b"TOPSECRET-ATTACHMENT"
     rt.db.dispose()
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("rh.db*"))
     assert b"TOPSECRET" not in raw
@@ -171,7 +194,10 @@ def test_sensitive_ticket_is_encrypted_at_rest(rt, lab, tmp_path):
         from remotehands.tickets.tables import CommentRow
 
         bodies = s.execute(select(CommentRow.body)).scalars().all()
+        events = s.execute(select(OutboxEvent)).scalars().all()
     assert bodies and all(b.startswith("fernet:") for b in bodies)
+    comments = [e for e in events if e.kind == "comment"]
+    assert comments and all(e.sensitive and e.body.startswith("fernet:") for e in comments)
 
 
 def test_journal_has_started_before_done_for_every_step(rt, lab):

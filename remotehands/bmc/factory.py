@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from remotehands import secrets
 from remotehands.bmc.base import PowerDriver
-from remotehands.errors import DeviceRefused, InvalidRequest
+from remotehands.errors import ConfigError, InvalidRequest
 from remotehands.inventory.models import Host, Inventory, PowerProfile
 
 
@@ -20,7 +20,10 @@ def power_driver_for(
         from remotehands.bmc.ipmi import IpmiPower
 
         if profile.address is None or profile.credentials is None:
-            raise DeviceRefused(f"host {host.name}: power profile ipmi lacks address or credentials")
+            raise ConfigError(
+                f"host {host.name}: power path ipmi lacks address or credentials",
+                fix="add power.address and power.credentials in the inventory; 'remotehands inventory check'",
+            )
         password = secrets.resolve(
             profile.credentials.password, field=f"{host.name}: power.credentials.password"
         )

@@ -186,11 +186,18 @@ class SendCycle(ManualStep):
                     f"the worker stopped while sending {effective.value} to {ctx.target} and its BMC's event "
                     "log cannot tell whether it arrived; check the host, then retry or cancel the job",
                 )
+            if driver.event_marker() < int(marker):
+                return Reconciled(
+                    Verdict.NEEDS_OPERATOR,
+                    f"the event log of {ctx.target}'s BMC was cleared since the attempt began, so it cannot "
+                    f"tell whether {effective.value} arrived; check the host, then retry or cancel the job",
+                )
             events = [e for e in driver.events_since(int(marker)) if e.action is effective]
         finally:
             driver.close()
         if events:
-            ctx.data["sent"], ctx.data["sent_at"] = effective.value, events[0].timestamp
+            # Our clock, not the BMC's: BMC clocks are often hours off, and confirm times itself from this.
+            ctx.data["sent"], ctx.data["sent_at"] = effective.value, time.time()
             return Reconciled(
                 Verdict.DONE,
                 f"{effective.value} was received by {ctx.target} (BMC event record {events[0].marker})",

@@ -5,9 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 
-from rich.table import Table
-
-from remotehands.cli.output import console
+from remotehands.cli.output import SafeTable, console
 from remotehands.runtime import Runtime
 from remotehands.tickets.base import Ticket
 
@@ -42,8 +40,8 @@ def ticket_dict(t: Ticket) -> dict[str, object]:
     }
 
 
-def ticket_table(tickets: list[Ticket], title: str) -> Table:
-    table = Table(title=title)
+def ticket_table(tickets: list[Ticket], title: str) -> SafeTable:
+    table = SafeTable(title=title)
     for col in ("id", "sev", "type", "status", "site", "customer", "action", "targets", "title", "received"):
         table.add_column(col)
     for t in tickets:
@@ -62,5 +60,5 @@ def ticket_table(tickets: list[Ticket], title: str) -> Table:
     return table
 
 
-def print_table(table: Table) -> None:
+def print_table(table: SafeTable) -> None:
     console.print(table)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from remotehands.cli.common import print_table, runtime
-from remotehands.cli.output import JsonOption, emit, say
+from remotehands.cli.output import JsonOption, SafeTable, emit, say
 
 app = typer.Typer(help="Inventory: check it for problems and list what it holds.", no_args_is_help=True)
 
@@ -58,7 +57,7 @@ def list_(path: Path = PathOption, as_json: bool = JsonOption) -> None:
     ]
 
     def render() -> None:
-        table = Table(title=f"hosts in {inv.source}")
+        table = SafeTable(title=f"hosts in {inv.source}")
         for col in ("name", "kind", "site", "rack", "customer", "subscription", "power"):
             table.add_column(col)
         for d in data:

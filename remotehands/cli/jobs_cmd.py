@@ -7,10 +7,9 @@ import time
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from remotehands.cli.common import current_user, print_table, runtime
-from remotehands.cli.output import JsonOption, emit, say
+from remotehands.cli.output import JsonOption, SafeTable, emit, say
 from remotehands.errors import NotApproved
 from remotehands.jobs import store
 from remotehands.jobs.executor import LocalExecutor
@@ -74,7 +73,7 @@ def list_(
     jobs = store.list_jobs(runtime().db, active_only=active)
 
     def render() -> None:
-        table = Table(title="jobs")
+        table = SafeTable(title="jobs")
         for col in ("id", "ticket", "action", "target", "state", "step", "reason"):
             table.add_column(col)
         for j in jobs:

@@ -13,6 +13,8 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from remotehands import redaction
 
@@ -36,10 +38,19 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+class SafeTable(Table):
+    """A Rich table whose cells are plain text (a ticket title holding ``[/]`` is not markup), redacted."""
+
+    def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+        cells = [Text(redaction.redact(c)) if isinstance(c, str) else c for c in renderables]
+        super().add_row(*cells, **kwargs)
+
+
 def emit(data: Any, as_json: bool, render: Callable[[], None] | None = None) -> None:
     """Print ``data`` as JSON when asked, else call ``render`` (or print ``data``)."""
     if as_json:
-        sys.stdout.write(redaction.redact(json.dumps(data, default=_default, indent=2)) + "\n")
+        plain = json.loads(json.dumps(data, default=_default))
+        sys.stdout.write(json.dumps(redaction.redact_data(plain), indent=2) + "\n")
         return
     if render is not None:
         render()

@@ -5,10 +5,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import typer
-from rich.table import Table
 
 from remotehands.cli.common import print_table, runtime
-from remotehands.cli.output import JsonOption, emit
+from remotehands.cli.output import JsonOption, SafeTable, emit
 from remotehands.errors import RemoteHandsError
 
 app = typer.Typer(
@@ -38,7 +37,7 @@ def status(hosts: list[str] = typer.Argument(..., help="Host names."), as_json: 
         results = list(pool.map(read, [t.name for t in targets]))
 
     def render() -> None:
-        table = Table(title="power")
+        table = SafeTable(title="power")
         for col in ("host", "power", "via", "error"):
             table.add_column(col)
         for r in results:

@@ -36,9 +36,8 @@ class LocalExecutor:
         self.only = only  # ``run --ticket`` advances its own jobs, not the whole queue
         self.owner = store.new_owner()
         self.poll = poll
-        self._pool = ThreadPoolExecutor(
-            max_workers=workers or runtime.settings.workers, thread_name_prefix="rh-job"
-        )
+        self.workers = workers or runtime.settings.workers
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="rh-job")
         self._running: dict[int, Future[JobState | None]] = {}
         self._stop = threading.Event()
         self._last_sweep = 0.0
@@ -55,12 +54,18 @@ class LocalExecutor:
                 if fut.done():
                     del self._running[job_id]
             started = 0
-            for job_id in store.runnable_ids(db):
-                if job_id in self._running or (self.only is not None and job_id not in self.only):
+            free = self.workers - len(self._running)
+            # Take no more than there are free threads: a job queued inside the pool would hold nothing,
+            # and a worker told to stop must not start power actions it had queued.
+            for job_id in store.runnable_ids(db, limit=max(free, 0) + len(self._running), only=self.only):
+                if free <= 0:
+                    break
+                if job_id in self._running:
                     continue
                 self._running[job_id] = self._pool.submit(runner.advance, self.runtime, job_id, self.owner)
                 started += 1
-            outbox.deliver(db, self.runtime.tickets)
+                free -= 1
+            outbox.deliver(db, self.runtime.tickets, owner=self.owner)
         except RetryableError as exc:
             log.warning("executor: %s", exc)
             return 0
@@ -80,7 +85,7 @@ class LocalExecutor:
             if on_tick:
                 on_tick()
             if done() and not self._running_any():
-                outbox.deliver(self.runtime.db, self.runtime.tickets)
+                outbox.deliver(self.runtime.db, self.runtime.tickets, owner=self.owner)
                 return True
             if deadline is not None and time.monotonic() > deadline:
                 return False
@@ -94,5 +99,6 @@ class LocalExecutor:
         self._stop.set()
 
     def shutdown(self) -> None:
+        """Stop: finish the work units in progress (each ends at a step boundary or wait), start no more."""
         self._stop.set()
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,28 +1,46 @@
 """The outbox: job events written in the same transaction as the step journal, delivered to the ticket
 later, idempotently (each event carries its own key) and with retries, so a ticket system that is down
-loses nothing and a redelivery writes nothing twice."""
+loses nothing and a redelivery writes nothing twice.
+
+Events of one ticket are delivered strictly in the order written: a ticket whose oldest undelivered event
+is not yet due (it failed and is backing off) gets nothing delivered, and a ticket is delivered by one
+deliverer at a time (a claim on its oldest event), so a worker and a foreground ``run`` never interleave.
+Events of a sensitive ticket are stored encrypted.
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from remotehands import redaction
 from remotehands.db import Database
-from remotehands.errors import RemoteHandsError, TicketSystemUnavailable
+from remotehands.errors import InternalError, RemoteHandsError
 from remotehands.jobs.tables import OutboxEvent
 from remotehands.tickets.base import TicketStatus, TicketSystem
+from remotehands.tickets.crypto import TicketCipher
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(minutes=10)
+CLAIM = timedelta(seconds=60)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def cipher_of(session: Session) -> TicketCipher:
+    """The sensitive-ticket cipher of the database this session belongs to."""
+    cipher = session.info.get("cipher")
+    if not isinstance(cipher, TicketCipher):
+        raise InternalError(
+            "a sensitive ticket's data was written through a database opened without a cipher"
+        )
+    return cipher
 
 
 def enqueue(
@@ -34,67 +52,122 @@ def enqueue(
     *,
     job_id: int | None = None,
     payload: bytes | None = None,
+    sensitive: bool = False,
 ) -> None:
     """Add an event inside the caller's transaction; it is delivered only if that transaction commits."""
     stamp = _now()
+    text = redaction.redact(body)
+    data = redaction.redact_bytes(payload) if payload is not None else None
+    if sensitive:
+        cipher = cipher_of(session)
+        text = cipher.encrypt_text(text)
+        data = cipher.encrypt_bytes(data) if data is not None else None
     session.add(
         OutboxEvent(
             job_id=job_id,
             ticket_system=ticket_system,
             ticket_id=ticket_id,
             kind=kind,
-            body=redaction.redact(body),
-            payload=redaction.redact_bytes(payload) if payload is not None else None,
+            body=text,
+            payload=data,
+            sensitive=sensitive,
             created_at=stamp,
             next_attempt_at=stamp,
         )
     )
 
 
-def deliver(db: Database, tickets: TicketSystem, *, limit: int = 100) -> int:
-    """Deliver due events in the order they were written; returns how many were delivered.
-
-    Events of one ticket stay in order: after a failure for a ticket, its later events wait too.
-    """
-    delivered = 0
+def deliver(db: Database, tickets: TicketSystem, *, owner: str = "", limit: int = 200) -> int:
+    """Deliver due events, per ticket in the order written; returns how many were delivered."""
     with db.session() as s:
-        due = list(
-            s.execute(
-                select(OutboxEvent)
-                .where(OutboxEvent.delivered_at.is_(None), OutboxEvent.next_attempt_at <= _now())
-                .order_by(OutboxEvent.id)
-                .limit(limit)
-            ).scalars()
-        )
-    blocked: set[str] = set()
-    for event in due:
-        if event.ticket_id in blocked:
-            continue
-        try:
-            _send(tickets, event)
-        except RemoteHandsError as exc:
-            blocked.add(event.ticket_id)
-            _record_failure(db, event.id, exc)
-            continue
-        with db.session() as s:
-            row = s.get(OutboxEvent, event.id)
-            if row is not None and row.delivered_at is None:
-                row.delivered_at = _now()
-                row.attempts += 1
-        delivered += 1
+        pending = s.execute(
+            select(OutboxEvent.id, OutboxEvent.ticket_id)
+            .where(OutboxEvent.delivered_at.is_(None))
+            .order_by(OutboxEvent.id)
+            .limit(limit)
+        ).all()
+    first_of: dict[str, int] = {}
+    for event_id, ticket_id in pending:
+        first_of.setdefault(ticket_id, event_id)
+    delivered = 0
+    for ticket_id, first_id in first_of.items():
+        if not _claim(db, first_id, owner or "deliverer"):
+            continue  # backing off, or another deliverer has this ticket
+        delivered += _deliver_ticket(db, tickets, ticket_id, first_id)
     return delivered
 
 
-def _send(tickets: TicketSystem, event: OutboxEvent) -> None:
+def _claim(db: Database, first_id: int, owner: str) -> bool:
+    stamp = _now()
+    with db.session() as s:
+        taken = s.execute(
+            update(OutboxEvent)
+            .where(
+                OutboxEvent.id == first_id,
+                OutboxEvent.delivered_at.is_(None),
+                OutboxEvent.next_attempt_at <= stamp,
+                or_(OutboxEvent.claim_until.is_(None), OutboxEvent.claim_until < stamp),
+            )
+            .values(claimed_by=owner, claim_until=stamp + CLAIM)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _deliver_ticket(db: Database, tickets: TicketSystem, ticket_id: str, first_id: int) -> int:
+    with db.session() as s:
+        events = list(
+            s.execute(
+                select(OutboxEvent)
+                .where(
+                    OutboxEvent.ticket_id == ticket_id,
+                    OutboxEvent.delivered_at.is_(None),
+                    OutboxEvent.id >= first_id,
+                )
+                .order_by(OutboxEvent.id)
+            ).scalars()
+        )
+        cipher = s.info.get("cipher")
+    count = 0
+    try:
+        for event in events:
+            try:
+                _send(tickets, event, cipher)
+            except RemoteHandsError as exc:
+                _record_failure(db, event.id, exc)
+                return count
+            with db.session() as s:
+                row = s.get(OutboxEvent, event.id)
+                if row is not None and row.delivered_at is None:
+                    row.delivered_at = _now()
+                    row.attempts += 1
+            count += 1
+    finally:
+        with db.session() as s:
+            s.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.id == first_id)
+                .values(claimed_by=None, claim_until=None)
+                .execution_options(synchronize_session=False)
+            )
+    return count
+
+
+def _send(tickets: TicketSystem, event: OutboxEvent, cipher: object) -> None:
     key = f"outbox-{event.id}"
+    body, payload = event.body, event.payload
+    if event.sensitive:
+        assert isinstance(cipher, TicketCipher)
+        body = cipher.decrypt_text(body)
+        payload = cipher.decrypt_bytes(payload) if payload is not None else None
     if event.kind == "comment":
-        tickets.comment(event.ticket_id, event.body, internal=True, event_key=key)
+        tickets.comment(event.ticket_id, body, internal=True, event_key=key)
     elif event.kind == "status":
-        tickets.set_status(event.ticket_id, TicketStatus(event.body))
+        tickets.set_status(event.ticket_id, TicketStatus(body))
     elif event.kind == "attach":
-        tickets.attach(event.ticket_id, event.body, event.payload or b"", event_key=key)
+        tickets.attach(event.ticket_id, body, payload or b"", event_key=key)
     else:
-        raise TicketSystemUnavailable(f"outbox event {event.id} has unknown kind {event.kind!r}")
+        raise InternalError(f"outbox event {event.id} has unknown kind {event.kind!r}")
 
 
 def _record_failure(db: Database, event_id: int, exc: RemoteHandsError) -> None:

@@ -6,6 +6,14 @@ The journal protocol, per step:
   3. act (``step.run``);
   4. commit ``done`` + the step's ticket comment + the job's next index, in one transaction.
 A ``Wait`` commits a ``waiting`` row and frees the worker; the step is simply run again when due.
+
+A step that is not safe to repeat and fails with an *unknown outcome* (the device stopped answering after
+the command may have left) keeps its ``started`` row: the next attempt reconciles it against the baseline
+instead of acting again. Cancel and deadlines wait for that reconcile too, so the host is never released
+while nobody knows what a half-sent command did.
+
+Every write checks that this worker still holds the lease (a conditional UPDATE that also renews it), so a
+worker whose lease was taken over stops without writing.
 """
 
 from __future__ import annotations
@@ -14,12 +22,12 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from remotehands import audit, redaction
-from remotehands.errors import NeedsOperator, RemoteHandsError
-from remotehands.jobs import actions, faults, outbox, store
+from remotehands.errors import DeviceUnreachable, InternalError, NeedsOperator, RemoteHandsError
+from remotehands.jobs import actions, faults, store
 from remotehands.jobs.states import JobEvent, JobState
 from remotehands.jobs.steps import Done, Reconciled, Step, StepContext, Verdict, Wait
 from remotehands.jobs.tables import Job, JobStep
@@ -30,6 +38,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 5
+# After a command's outcome became unknown, wait this long before reading the device's event log: the
+# client library may still be retransmitting the abandoned request (pyghmi does for up to ~20 s).
+UNKNOWN_OUTCOME_SETTLE_S = 30.0
+
+
+class LeaseLost(InternalError):
+    """Another worker holds the job now; this one stops without writing."""
 
 
 def advance(runtime: Runtime, job_id: int, owner: str) -> JobState | None:
@@ -44,12 +59,15 @@ def advance(runtime: Runtime, job_id: int, owner: str) -> JobState | None:
             outcome = _advance_one_step(runtime, job_id, owner, lease)
             if outcome is not None:
                 return outcome
+    except LeaseLost:
+        log.warning("job %s: lease lost to another worker; stopped without acting further", job_id)
+        return None
     except Exception as exc:
         # A bug, or the database went away: record what we can, never leave the lease dangling.
         log.exception("job %s: unexpected error", job_id)
         try:
             with db.session() as s:
-                job = store.get_job(s, job_id)
+                job = store.get_job(s, job_id, lock=True)
                 if job.lease_owner == owner and job.state == JobState.RUNNING.value:
                     store.finish(
                         s,
@@ -63,44 +81,42 @@ def advance(runtime: Runtime, job_id: int, owner: str) -> JobState | None:
         return None
 
 
+def hold(s: Session, job_id: int, owner: str, lease: int) -> Job:
+    """Renew our lease (conditional UPDATE, which also locks the row on PostgreSQL) and load the job.
+
+    Raises ``LeaseLost`` when another worker holds it."""
+    renewed = s.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.lease_owner == owner)
+        .values(lease_expires_at=store.now() + timedelta(seconds=lease))
+        .execution_options(synchronize_session=False)
+    )
+    if renewed.rowcount != 1:  # type: ignore[attr-defined]
+        raise LeaseLost(f"job {job_id}: lease lost")
+    return store.get_job(s, job_id, lock=True, fresh=True)
+
+
 def _advance_one_step(runtime: Runtime, job_id: int, owner: str, lease: int) -> JobState | None:
     db = runtime.db
     with db.session() as s:
-        job = store.get_job(s, job_id)
-        if job.lease_owner != owner:
-            return None
-        state = JobState(job.state)
-        if job.cancel_requested:
-            store.finish(s, job, JobEvent.CANCEL, "cancelled on request")
-            return JobState.CANCELLED
-        if store.now() > store.aware(job.deadline_at):
-            store.finish(s, job, JobEvent.FAIL, f"deadline passed at step {job.step_index + 1}")
-            return JobState.FAILED
+        job = hold(s, job_id, owner, lease)
         steps = actions.get(job.action).steps()
-        if state is not JobState.RUNNING:
+        if job.state != JobState.RUNNING.value:
             store.transition(s, job, JobEvent.START)
             job.lease_owner, job.lease_expires_at = owner, store.now() + timedelta(seconds=lease)
+        stop = _stop_reason(job)
         if job.step_index >= len(steps):
             store.finish(s, job, JobEvent.SUCCEED, _summary(s, job))
             return JobState.SUCCEEDED
-        store.renew(s, job, owner, lease)
-        idx = job.step_index
+        idx = min(job.step_index, len(steps) - 1)
         step = steps[idx]
-        last = (
-            s.execute(
-                select(JobStep)
-                .where(JobStep.job_id == job_id, JobStep.idx == idx)
-                .order_by(JobStep.attempt.desc())
-            )
-            .scalars()
-            .first()
-        )
+        last = _last_row(s, job_id, idx)
         ctx = StepContext(
             job.id,
             job.ticket_id,
             job.action,
             job.target,
-            dict(job.params),
+            store.job_params(s, job),
             dict(job.data),
             runtime,
             confirmed_by=job.confirmed_by,
@@ -108,36 +124,46 @@ def _advance_one_step(runtime: Runtime, job_id: int, owner: str, lease: int) -> 
         last_status = last.status if last else None
         last_attempt = last.attempt if last else 0
         last_baseline = dict(last.baseline) if last else {}
+        half_done = last_status == "started" and job.step_index < len(steps)
+        if stop is not None and not (half_done and not step.idempotent):
+            store.finish(s, job, *stop)
+            return JobState(job.state)
 
-    if last_status == "started":
-        decided = _reconcile(step, ctx, last_baseline)
+    if half_done:
+        try:
+            decided = _reconcile(step, ctx, last_baseline)
+        except RemoteHandsError as exc:
+            if exc.retryable and stop is None:
+                return _fail(runtime, job_id, owner, idx, last_attempt, step, exc, unknown_outcome=True)
+            decided = Reconciled(
+                Verdict.NEEDS_OPERATOR,
+                f"'{step.name}' may have acted and {ctx.target} could not be read to tell: {exc}; "
+                "check the equipment, then retry or cancel the job",
+            )
         log.info(
-            "job %s step %s: reconciled after a stopped worker: %s (%s)",
-            job_id,
-            step.name,
-            decided.verdict.value,
-            decided.message,
+            "job %s step %s: reconciled: %s (%s)", job_id, step.name, decided.verdict.value, decided.message
         )
         if decided.verdict is Verdict.DONE:
-            return _commit_done(
-                runtime,
-                job_id,
-                owner,
-                idx,
-                last_attempt,
-                step,
-                ctx,
-                Done(f"{decided.message} (confirmed after a worker restart)"),
-            )
-        if decided.verdict is Verdict.RETRY:
+            done = Done(f"{decided.message} (confirmed from the device after an interrupted attempt)")
+            _commit_done(runtime, job_id, owner, idx, last_attempt, step, ctx, done)
+        elif decided.verdict is Verdict.RETRY:
             with db.session() as s:
+                hold(s, job_id, owner, lease)
                 _close_step(s, job_id, idx, last_attempt, "reconciled", decided.message)
-        if decided.verdict is Verdict.NEEDS_OPERATOR:
+        else:
             with db.session() as s:
-                job = store.get_job(s, job_id)
+                job = hold(s, job_id, owner, lease)
                 _close_step(s, job_id, idx, last_attempt, "failed", decided.message)
-                store.finish(s, job, JobEvent.ESCALATE, decided.message)
+                reason = decided.message if stop is None else f"{stop[1]}, but {decided.message}"
+                store.finish(s, job, JobEvent.ESCALATE, reason)
             return JobState.NEEDS_OPERATOR
+        if stop is not None:
+            with db.session() as s:
+                job = hold(s, job_id, owner, lease)
+                store.finish(s, job, *stop)
+                return JobState(job.state)
+        if decided.verdict is Verdict.DONE:
+            return None
 
     # Run the step (fresh, after a wait, or after a reconcile said RETRY).
     try:
@@ -147,14 +173,10 @@ def _advance_one_step(runtime: Runtime, job_id: int, owner: str, lease: int) -> 
     faults.checkpoint(step.name, "before-started")
     attempt = last_attempt if last_status == "waiting" else last_attempt + 1
     with db.session() as s:
-        job = store.get_job(s, job_id)
-        store.renew(s, job, owner, lease)
-        if last_status == "waiting" and last is not None:
-            row = s.execute(
-                select(JobStep).where(
-                    JobStep.job_id == job_id, JobStep.idx == idx, JobStep.attempt == attempt
-                )
-            ).scalar_one()
+        hold(s, job_id, owner, lease)
+        if last_status == "waiting":
+            row = _last_row(s, job_id, idx)
+            assert row is not None
             row.status = "started"
         else:
             s.add(
@@ -173,31 +195,43 @@ def _advance_one_step(runtime: Runtime, job_id: int, owner: str, lease: int) -> 
     try:
         result = step.run(ctx)
     except RemoteHandsError as exc:
-        return _fail(runtime, job_id, owner, idx, attempt, step, exc)
+        unknown = isinstance(exc, DeviceUnreachable) and not step.idempotent
+        return _fail(runtime, job_id, owner, idx, attempt, step, exc, unknown_outcome=unknown)
     faults.checkpoint(step.name, "after-act")
     if isinstance(result, Wait):
         with db.session() as s:
-            job = store.get_job(s, job_id)
+            job = hold(s, job_id, owner, lease)
             _close_step(s, job_id, idx, attempt, "waiting", result.reason, finished=False)
             _enqueue_notes(s, job, ctx)
             job.data = ctx.data
             job.next_run_at = result.until
             store.transition(s, job, JobEvent.WAIT, reason=result.reason)
         return JobState.WAITING
-    outcome = _commit_done(runtime, job_id, owner, idx, attempt, step, ctx, result)
+    _commit_done(runtime, job_id, owner, idx, attempt, step, ctx, result)
     faults.checkpoint(step.name, "after-done")
-    return outcome
+    return None
+
+
+def _stop_reason(job: Job) -> tuple[JobEvent, str] | None:
+    if job.cancel_requested:
+        return JobEvent.CANCEL, "cancelled on request"
+    if store.now() > store.aware(job.deadline_at):
+        return JobEvent.FAIL, f"deadline passed at step {job.step_index + 1}"
+    return None
+
+
+def _last_row(s: Session, job_id: int, idx: int) -> JobStep | None:
+    query = (
+        select(JobStep).where(JobStep.job_id == job_id, JobStep.idx == idx).order_by(JobStep.attempt.desc())
+    )
+    return s.execute(query).scalars().first()
 
 
 def _reconcile(step: Step, ctx: StepContext, baseline: dict[str, object]) -> Reconciled:
-    try:
-        return step.reconcile(ctx, baseline)
-    except RemoteHandsError as exc:
-        return Reconciled(
-            Verdict.NEEDS_OPERATOR,
-            f"the worker stopped during '{step.name}' and the equipment could not be read "
-            f"to tell whether it took effect: {exc}",
-        )
+    """The step's verdict on its own half-done attempt; retryable read errors propagate to be retried."""
+    if step.idempotent:
+        return Reconciled(Verdict.RETRY, f"{step.name} reads before it acts; safe to run again")
+    return step.reconcile(ctx, baseline)
 
 
 def _commit_done(
@@ -209,10 +243,9 @@ def _commit_done(
     step: Step,
     ctx: StepContext,
     done: Done,
-) -> JobState | None:
+) -> None:
     with runtime.db.session() as s:
-        job = store.get_job(s, job_id)
-        store.renew(s, job, owner, runtime.settings.lease_seconds)
+        job = hold(s, job_id, owner, runtime.settings.lease_seconds)
         _close_step(s, job_id, idx, attempt, "done", done.message)
         job.step_index = idx + 1
         job.data = ctx.data
@@ -220,23 +253,15 @@ def _commit_done(
         job.retries = 0
         _enqueue_notes(s, job, ctx)
         if not done.quiet:
-            outbox.enqueue(
-                s,
-                job.ticket_system,
-                job.ticket_id,
-                "comment",
-                f"job {job.id} step {idx + 1} {step.name}: {done.message}",
-                job_id=job.id,
-            )
+            store.tell(s, job, f"job {job.id} step {idx + 1} {step.name}: {done.message}")
         audit.append(
             s, "remotehands", "job.step", f"job-{job.id}", {"step": step.name, "result": done.message}
         )
-    return None
 
 
 def _enqueue_notes(s: Session, job: Job, ctx: StepContext) -> None:
     for note in ctx.notes:
-        outbox.enqueue(s, job.ticket_system, job.ticket_id, "comment", f"job {job.id}: {note}", job_id=job.id)
+        store.tell(s, job, f"job {job.id}: {note}")
     ctx.notes.clear()
 
 
@@ -262,24 +287,44 @@ def _fail(
     attempt: int | None,
     step: Step,
     exc: RemoteHandsError,
+    *,
+    unknown_outcome: bool = False,
 ) -> JobState:
+    """Record a failed attempt: retry with back-off when the error is retryable, else fail or escalate.
+
+    With ``unknown_outcome`` the attempt's ``started`` row is kept, so the retry reconciles it first."""
     message = str(exc)
     with runtime.db.session() as s:
-        job = store.get_job(s, job_id)
+        job = hold(s, job_id, owner, runtime.settings.lease_seconds)
         will_retry = exc.retryable and job.retries < MAX_RETRIES
         if attempt is not None:
-            _close_step(s, job_id, idx, attempt, "retry" if will_retry else "failed", message)
+            if unknown_outcome and will_retry:
+                row = _last_row(s, job_id, idx)
+                if row is not None:
+                    row.result = redaction.redact(f"outcome unknown, will check: {message}")
+            else:
+                _close_step(s, job_id, idx, attempt, "retry" if will_retry else "failed", message)
         if will_retry:
             job.retries += 1
-            delay = min(2**job.retries, 60)
+            delay = retry_delay(job.retries)
+            if unknown_outcome:
+                delay = max(delay, UNKNOWN_OUTCOME_SETTLE_S)
             job.next_run_at = store.now() + timedelta(seconds=delay)
             log.warning(
                 "job %s step %s: retry %s in %.0fs: %s", job_id, step.name, job.retries, delay, message
             )
             store.transition(s, job, JobEvent.WAIT, reason=f"retrying {step.name} in {delay:.0f}s: {message}")
             return JobState.WAITING
-        event = JobEvent.ESCALATE if isinstance(exc, NeedsOperator) else JobEvent.FAIL
-        store.finish(s, job, event, f"step {idx + 1} {step.name} failed: {message}")
+        if unknown_outcome or isinstance(exc, NeedsOperator):
+            store.finish(
+                s,
+                job,
+                JobEvent.ESCALATE,
+                f"step {idx + 1} {step.name}: {message}; it cannot be told whether it took effect, "
+                "check the equipment, then retry or cancel the job",
+            )
+        else:
+            store.finish(s, job, JobEvent.FAIL, f"step {idx + 1} {step.name} failed: {message}")
         return JobState(job.state)
 
 

@@ -7,10 +7,12 @@ racing for one job, exactly one sees ``rowcount == 1``.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -18,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from remotehands import audit
 from remotehands.db import Database
-from remotehands.errors import InternalError, NotApproved, NotPermitted, TargetBusy
+from remotehands.errors import NotApproved, NotPermitted, TargetBusy
 from remotehands.jobs import actions, outbox
 from remotehands.jobs.states import ACTIVE, TERMINAL, JobEvent, JobState, next_state
 from remotehands.jobs.tables import DeviceSlot, Job, JobStep
@@ -39,28 +41,62 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def create_jobs_for_ticket(db: Database, ticket: Ticket, approved_by: str | None, actor: str) -> list[int]:
-    """Create one job per target of an approved ticket, all or none; returns the job ids.
+RUNNABLE_TICKET_STATUSES = frozenset(
+    {TicketStatus.APPROVED, TicketStatus.IN_PROGRESS, TicketStatus.NEEDS_ATTENTION}
+)
 
-    Existing active jobs of the same ticket and target are returned instead of duplicated, so running a
-    ticket twice never doubles its work. Raises ``NotApproved`` unless the ticket is approved and
-    ``TargetBusy`` (with the blocking job id) when another ticket's job holds a target.
+
+def create_jobs_for_ticket(
+    db: Database,
+    ticket: Ticket,
+    approved_by: str | None,
+    actor: str,
+    *,
+    only: frozenset[str] | None = None,
+) -> list[int]:
+    """Create one job per target of an approved ticket (or of ``only`` those targets), all or none.
+
+    A target that already has a queued, running, waiting, needs_operator or succeeded job for this ticket
+    gets that job back instead of a new one, so running a ticket twice never repeats its work; only a
+    failed or cancelled job is replaced. Raises ``NotApproved`` unless the ticket is approved,
+    ``NotPermitted`` when it is resolved or closed, and ``TargetBusy`` (with the blocking job id) when
+    another ticket's job holds a target.
     """
     if approved_by is None:
         raise NotApproved(
             f"{ticket.id} is not approved at {ticket.system} (status {ticket.status.value})",
             fix=f"an approver other than {ticket.requester} must approve it: remotehands tickets approve {ticket.id}",
         )
+    if ticket.status not in RUNNABLE_TICKET_STATUSES:
+        raise NotPermitted(
+            f"{ticket.id} is {ticket.status.value}; its work is over",
+            fix="open a new ticket for new work",
+        )
     action = actions.get(ticket.request.action)
+    targets = [t for t in ticket.request.targets if only is None or t in only]
     stamp = now()
     ids: list[int] = []
     with db.session() as s:
-        for target in ticket.request.targets:
+        for target in targets:
+            previous = (
+                s.execute(
+                    select(Job)
+                    .where(
+                        Job.ticket_id == ticket.id, Job.ticket_system == ticket.system, Job.target == target
+                    )
+                    .order_by(Job.id.desc())
+                )
+                .scalars()
+                .first()
+            )
+            if previous is not None and previous.state not in (
+                JobState.FAILED.value,
+                JobState.CANCELLED.value,
+            ):
+                ids.append(previous.id)
+                continue
             holder = s.execute(select(Job).where(Job.active_target == target)).scalar_one_or_none()
             if holder is not None:
-                if holder.ticket_id == ticket.id and holder.action == action.name:
-                    ids.append(holder.id)
-                    continue
                 raise TargetBusy(target, holder.id)
             job = Job(
                 ticket_system=ticket.system,
@@ -69,7 +105,7 @@ def create_jobs_for_ticket(db: Database, ticket: Ticket, approved_by: str | None
                 target=target,
                 active_target=target,
                 site=ticket.site,
-                params=dict(ticket.request.params),
+                params=seal_params(s, dict(ticket.request.params), ticket.sensitive),
                 data={},
                 state=JobState.QUEUED.value,
                 purpose=f"{action.purpose or action.name} for {ticket.id}",
@@ -99,18 +135,38 @@ def create_jobs_for_ticket(db: Database, ticket: Ticket, approved_by: str | None
                 f"job-{job.id}",
                 {"ticket": ticket.id, "action": action.name, "target": target},
             )
-            outbox.enqueue(
+            tell(
                 s,
-                ticket.system,
-                ticket.id,
-                "comment",
+                job,
                 f"remotehands accepted job {job.id}: {action.name} on {target} (approved by {approved_by}).",
-                job_id=job.id,
             )
             outbox.enqueue(
                 s, ticket.system, ticket.id, "status", TicketStatus.IN_PROGRESS.value, job_id=job.id
             )
     return ids
+
+
+def tell(session: Session, job: Job, text: str) -> None:
+    """Queue a comment on the job's ticket (encrypted in the outbox when the ticket is sensitive)."""
+    outbox.enqueue(
+        session, job.ticket_system, job.ticket_id, "comment", text, job_id=job.id, sensitive=job.sensitive
+    )
+
+
+def seal_params(session: Session, params: dict[str, Any], sensitive: bool) -> dict[str, Any]:
+    """Params as stored: a sensitive ticket's are kept encrypted (``{"sealed": ...}``)."""
+    if not sensitive or not params:
+        return params
+    return {"sealed": outbox.cipher_of(session).encrypt_text(json.dumps(params))}
+
+
+def job_params(session: Session, job: Job) -> dict[str, Any]:
+    """The job's params in clear, for its steps."""
+    sealed = job.params.get("sealed") if job.sensitive else None
+    if not isinstance(sealed, str):
+        return dict(job.params)
+    loaded = json.loads(outbox.cipher_of(session).decrypt_text(sealed))
+    return dict(loaded) if isinstance(loaded, dict) else {}
 
 
 def transition(session: Session, job: Job, event: JobEvent, *, reason: str | None = None) -> JobState:
@@ -146,13 +202,6 @@ def claim(db: Database, job_id: int, owner: str, lease_seconds: int) -> bool:
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def renew(session: Session, job: Job, owner: str, lease_seconds: int) -> None:
-    """Extend our lease (inside a transaction that also journals); raises if we no longer hold it."""
-    if job.lease_owner != owner:
-        raise InternalError(f"job {job.id}: lease lost to {job.lease_owner}; stopping without acting")
-    job.lease_expires_at = now() + timedelta(seconds=lease_seconds)
-
-
 def release(db: Database, job_id: int, owner: str) -> None:
     """Give up our lease without changing the job's state."""
     with db.session() as s:
@@ -164,30 +213,35 @@ def release(db: Database, job_id: int, owner: str) -> None:
         )
 
 
-def runnable_ids(db: Database, limit: int = 50) -> list[int]:
-    """Jobs that are due and not leased (or whose lease expired), oldest first."""
+def runnable_ids(db: Database, limit: int = 50, only: frozenset[int] | None = None) -> list[int]:
+    """Jobs that are due and not leased (or whose lease expired), oldest first; ``only`` narrows to ids."""
     stamp = now()
-    with db.session() as s:
-        rows = s.execute(
-            select(Job.id)
-            .where(
-                Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value, JobState.WAITING.value]),
-                or_(Job.lease_owner.is_(None), Job.lease_expires_at < stamp),
-                or_(Job.next_run_at.is_(None), Job.next_run_at <= stamp, Job.cancel_requested.is_(True)),
-            )
-            .order_by(Job.next_run_at, Job.id)
-            .limit(limit)
+    query = (
+        select(Job.id)
+        .where(
+            Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value, JobState.WAITING.value]),
+            or_(Job.lease_owner.is_(None), Job.lease_expires_at < stamp),
+            or_(Job.next_run_at.is_(None), Job.next_run_at <= stamp, Job.cancel_requested.is_(True)),
         )
-        return list(rows.scalars())
+        .order_by(Job.next_run_at, Job.id)
+        .limit(limit)
+    )
+    if only is not None:
+        query = query.where(Job.id.in_(sorted(only)))
+    with db.session() as s:
+        return list(s.execute(query).scalars())
 
 
 def request_cancel(db: Database, job_id: int, actor: str) -> JobState:
     """Ask a job to stop. A queued, waiting or needs_operator job not held by a worker is cancelled at once;
     a running one stops at its next step boundary. Raises ``NotPermitted`` for a finished job."""
     with db.session() as s:
-        job = get_job(s, job_id)
+        job = get_job(s, job_id, lock=True)
         if JobState(job.state) in TERMINAL:
-            raise NotPermitted(f"job {job_id} already {job.state}; nothing to cancel")
+            raise NotPermitted(
+                f"job {job_id} already {job.state}; nothing to cancel",
+                fix="see it with: remotehands jobs show",
+            )
         job.cancel_requested = True
         audit.append(s, actor, "job.cancel", f"job-{job_id}")
         stamp = now()
@@ -207,9 +261,12 @@ def request_retry(db: Database, job_id: int, actor: str) -> JobState:
     The step that stopped it runs again from the start; its journal keeps the earlier attempt.
     Raises ``NotPermitted`` for a job in any other state."""
     with db.session() as s:
-        job = get_job(s, job_id)
+        job = get_job(s, job_id, lock=True)
         if job.state != JobState.NEEDS_OPERATOR.value:
-            raise NotPermitted(f"job {job_id} is {job.state}; only a needs_operator job can be retried")
+            raise NotPermitted(
+                f"job {job_id} is {job.state}; only a needs_operator job can be retried",
+                fix="a failed or cancelled job is re-run by running its ticket again",
+            )
         for row in steps_of(s, job_id):
             if row.idx == job.step_index and row.status == "started":
                 row.status = "failed"
@@ -221,9 +278,7 @@ def request_retry(db: Database, job_id: int, actor: str) -> JobState:
             s, job.ticket_system, job.ticket_id, "status", TicketStatus.IN_PROGRESS.value, job_id=job.id
         )
         audit.append(s, actor, "job.retry", f"job-{job_id}")
-        outbox.enqueue(
-            s, job.ticket_system, job.ticket_id, "comment", f"job {job_id} retried by {actor}", job_id=job.id
-        )
+        tell(s, job, f"job {job_id} retried by {actor}")
         return JobState(job.state)
 
 
@@ -232,9 +287,12 @@ def confirm_manual(db: Database, job_id: int, actor: str) -> None:
 
     Raises ``NotPermitted`` when the job has ended."""
     with db.session() as s:
-        job = get_job(s, job_id)
+        job = get_job(s, job_id, lock=True)
         if JobState(job.state) in TERMINAL:
-            raise NotPermitted(f"job {job_id} already {job.state}; nothing to confirm")
+            raise NotPermitted(
+                f"job {job_id} already {job.state}; nothing to confirm",
+                fix="see it with: remotehands jobs show",
+            )
         job.confirmed_by = actor
         job.confirmed_at = now()
         job.next_run_at = now()
@@ -270,31 +328,29 @@ def finish(session: Session, job: Job, event: JobEvent, reason: str) -> None:
     """End (or escalate) a job: transition, final comment, and the ticket's status once all its jobs ended."""
     state = transition(session, job, event, reason=reason)
     audit.append(session, "remotehands", f"job.{state.value}", f"job-{job.id}", {"reason": reason})
-    outbox.enqueue(
-        session,
-        job.ticket_system,
-        job.ticket_id,
-        "comment",
-        f"job {job.id} ({job.action} on {job.target}) {state.value}: {reason}",
-        job_id=job.id,
-    )
-    siblings = (
-        session.execute(
-            select(Job.state).where(Job.ticket_id == job.ticket_id, Job.ticket_system == job.ticket_system)
-        )
-        .scalars()
-        .all()
-    )
+    tell(session, job, f"job {job.id} ({job.action} on {job.target}) {state.value}: {reason}")
+    # The ticket's status follows the newest job of each of its targets: a failed first attempt that a
+    # re-run replaced does not keep the ticket in needs-attention.
+    newest: dict[str, str] = {}
+    for target, state_value in session.execute(
+        select(Job.target, Job.state)
+        .where(Job.ticket_id == job.ticket_id, Job.ticket_system == job.ticket_system)
+        .order_by(Job.id)
+    ):
+        newest[target] = state_value
+    siblings = list(newest.values())
     if all(JobState(s) in TERMINAL | {JobState.NEEDS_OPERATOR} for s in siblings):
         ok = all(s == JobState.SUCCEEDED.value for s in siblings)
         status = TicketStatus.RESOLVED if ok else TicketStatus.NEEDS_ATTENTION
         outbox.enqueue(session, job.ticket_system, job.ticket_id, "status", status.value, job_id=job.id)
 
 
-def get_job(session: Session, job_id: int) -> Job:
+def get_job(session: Session, job_id: int, *, lock: bool = False, fresh: bool = False) -> Job:
+    """The job ``job_id``; ``lock`` takes its row lock (PostgreSQL) for a write; ``fresh`` reloads it.
+    Raises ``BadInput`` for an unknown id."""
     from remotehands.errors import BadInput
 
-    job = session.get(Job, job_id)
+    job = session.get(Job, job_id, with_for_update=lock or None, populate_existing=fresh)
     if job is None:
         raise BadInput(f"no job {job_id}", fix="list jobs with 'remotehands jobs list'")
     return job

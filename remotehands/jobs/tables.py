@@ -95,6 +95,9 @@ class OutboxEvent(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str] = mapped_column(Text, default="")
+    # Set on a ticket's oldest undelivered event while one deliverer delivers that ticket's events.
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    claim_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class DeviceSlot(Base):

@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO,
         format="%(asctime)s %(process)d %(threadName)s %(levelname)s %(name)s: %(message)s",
     )
-    redaction.install_logging_filter()
+    redaction.install_record_factory()
     try:
         return run_lab(state_dir, args.hosts, args.cycle_delay)
     except Exception as exc:

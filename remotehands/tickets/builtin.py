@@ -8,8 +8,10 @@ comments and attachments encrypted at rest.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -117,7 +119,7 @@ class BuiltinTickets:
             requester=new.requester,
             action=new.request.action,
             targets=list(new.request.targets),
-            params=dict(new.request.params),
+            params=self._seal_params(dict(new.request.params), new.sensitive),
             received_at=stamp,
             updated_at=stamp,
         )
@@ -149,7 +151,10 @@ class BuiltinTickets:
                     fix="ask another approver",
                 )
             if row.status != TicketStatus.NEW.value:
-                raise NotPermitted(f"{ticket_id} is {row.status}, only a new ticket can be approved")
+                raise NotPermitted(
+                    f"{ticket_id} is {row.status}, only a new ticket can be approved",
+                    fix=f"see it with: remotehands tickets show {ticket_id}",
+                )
             row.status = TicketStatus.APPROVED.value
             row.approver = approver
             row.approved_at = row.updated_at = now()
@@ -183,7 +188,9 @@ class BuiltinTickets:
                 site=row.site,
                 requester=row.requester,
                 approver=row.approver,
-                request=TaskRequest(action=row.action, targets=tuple(row.targets), params=row.params),
+                request=TaskRequest(
+                    action=row.action, targets=tuple(row.targets), params=self._open_params(row, reveal)
+                ),
                 received_at=row.received_at,
             )
 
@@ -297,6 +304,20 @@ class BuiltinTickets:
                 query = query.where(TicketRow.status.not_in(closed))
             ids = [format_builtin_id(i) for i in s.execute(query).scalars()]
         return [self.get(i, reveal=False) for i in ids]
+
+    def _seal_params(self, params: dict[str, Any], sensitive: bool) -> dict[str, Any]:
+        if not sensitive or not params:
+            return params
+        return {"sealed": self._cipher.encrypt_text(json.dumps(params))}
+
+    def _open_params(self, row: TicketRow, reveal: bool) -> dict[str, Any]:
+        sealed = row.params.get("sealed") if row.sensitive else None
+        if not isinstance(sealed, str):
+            return dict(row.params)
+        if not reveal:
+            return {"sealed": "[sensitive: use --reveal]"}
+        loaded = json.loads(self._cipher.decrypt_text(sealed))
+        return dict(loaded) if isinstance(loaded, dict) else {}
 
     def _row(self, s: Session, ticket_id: str) -> TicketRow:
         row = s.get(TicketRow, parse_builtin_id(ticket_id))

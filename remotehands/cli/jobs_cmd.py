@@ -138,6 +138,19 @@ def _exit_code(rt: Runtime, job_ids: list[int]) -> int:
     return 0 if all(st == JobState.SUCCEEDED.value for st in states) else 1
 
 
+def run_jobs(rt: Runtime, ids: list[int], *, quiet: bool, timeout: float = 900) -> list[dict[str, Any]]:
+    """Advance ``ids`` in the foreground until they settle (or ``timeout``); their final records."""
+    printer = StepPrinter(rt, ids, quiet=quiet)
+    executor = LocalExecutor(rt, only=frozenset(ids))
+    try:
+        executor.run_until(printer.settled, timeout=timeout, on_tick=printer)
+        printer()
+    finally:
+        executor.shutdown()
+    with rt.db.session() as s:
+        return [job_dict(store.get_job(s, j), store.steps_of(s, j)) for j in ids]
+
+
 def run(
     ticket: str = typer.Option(..., "--ticket", help="Ticket id, e.g. RH-12."),
     timeout: float = typer.Option(
@@ -155,15 +168,7 @@ def run(
             fix=f"someone other than {t.requester} runs: remotehands tickets approve {t.id}",
         )
     ids = store.create_jobs_for_ticket(rt.db, t, approval.approver, current_user())
-    printer = StepPrinter(rt, ids, quiet=as_json)
-    executor = LocalExecutor(rt, only=frozenset(ids))
-    try:
-        executor.run_until(printer.settled, timeout=timeout, on_tick=printer)
-        printer()
-    finally:
-        executor.shutdown()
-    with rt.db.session() as s:
-        data = [job_dict(store.get_job(s, j), store.steps_of(s, j)) for j in ids]
+    data = run_jobs(rt, ids, quiet=as_json, timeout=timeout)
     emit({"ticket": t.id, "jobs": data}, as_json, lambda: None)
     raise typer.Exit(_exit_code(rt, ids))
 

@@ -1,0 +1,93 @@
+"""Bulk power from the CLI: selection by host/rack/site/ticket, per-host results, tickets for changes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+
+import pytest
+import yaml
+
+from remotehands.cli.main import main
+from tests.conftest import mark
+
+
+@pytest.fixture
+def cli(settings, monkeypatch, capsys):
+    monkeypatch.setenv("RH_DB_URL", settings.db_url)
+    monkeypatch.setenv("RH_INVENTORY", str(settings.inventory))
+    monkeypatch.setenv("RH_LOG_FILE", str(settings.log_file))
+    monkeypatch.setenv("RH_BMC_TIMEOUT", "1")
+
+    def run(*args: str, user: str = "alice") -> tuple[int, str, str]:
+        monkeypatch.setenv("RH_USER", user)
+        with pytest.raises(SystemExit) as exit_:
+            main(list(args))
+        out, err = capsys.readouterr()
+        return int(exit_.value.code or 0), out, err
+
+    return run
+
+
+def _ticket(cli, action: str, *hosts: str) -> str:
+    args = ["tickets", "create", "--title", "t", "--action", action, "--json"]
+    for h in hosts:
+        args += ["-t", h]
+    code, out, err = cli(*args)
+    assert code == 0, err
+    ticket_id = json.loads(out)["id"]
+    assert cli("tickets", "approve", ticket_id, user="bob")[0] == 0
+    return ticket_id
+
+
+def test_status_of_a_rack_lists_every_host(cli, lab):
+    code, out, _ = cli("power", "status", "--rack", "r1", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert {r["host"] for r in rows} == set(lab.hosts)
+    assert all(r["power"] in ("on", "off") and r["via"].startswith("ipmi 127.0.0.1:") for r in rows)
+
+
+def test_one_dead_bmc_does_not_hide_the_others(cli, lab, tmp_path, monkeypatch):
+    inv = tmp_path / "inventory"
+    shutil.copytree(lab.inventory_dir, inv)
+    data = yaml.safe_load((inv / "hosts.yml").read_text())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    data["all"]["children"]["lab1"]["children"]["lab1_r1"]["hosts"]["esx-02"]["power"]["port"] = dead
+    (inv / "hosts.yml").write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("RH_INVENTORY", str(inv))
+    code, out, _ = cli("power", "status", "esx-01", "esx-02", "esx-03", "--json")
+    assert code == 1
+    rows = {r["host"]: r for r in json.loads(out)}
+    assert rows["esx-01"]["power"] == "on" and rows["esx-03"]["power"] == "on"
+    assert rows["esx-02"]["power"] == "unknown" and f"127.0.0.1:{dead}" in rows["esx-02"]["error"]
+
+
+def test_cycle_under_a_ticket_reports_each_host(cli, lab):
+    marks = {h: mark(lab, h) for h in ("esx-01", "esx-03")}
+    ticket_id = _ticket(cli, "power.cycle", "esx-01", "esx-03")
+    code, out, err = cli("power", "cycle", "--ticket", ticket_id, "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert {r["host"]: r["state"] for r in rows} == {"esx-01": "succeeded", "esx-03": "succeeded"}
+    assert all(len(m.commands("cycle")) == 1 for m in marks.values())
+
+
+def test_changes_need_a_ticket_that_covers_the_hosts_and_the_action(cli, lab):
+    ticket_id = _ticket(cli, "power.cycle", "esx-05")
+    m = mark(lab, "esx-07")
+    code, _, err = cli("power", "cycle", "esx-07", "--ticket", ticket_id)
+    assert code == 3 and "does not cover esx-07" in err
+    code, _, err = cli("power", "off", "--ticket", ticket_id)
+    assert code == 3 and "power.cycle, not power.off" in err
+    code, _, err = cli("power", "cycle", "esx-05")
+    assert code == 2 and "--ticket" in err
+    assert m.commands() == []
+
+
+def test_rack_and_hosts_together_are_refused(cli):
+    code, _, err = cli("power", "status", "esx-01", "--rack", "r1")
+    assert code == 2 and "not both" in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from remotehands.bmc.base import PowerDriver
 from remotehands.config import Settings, load_settings
@@ -12,6 +13,9 @@ from remotehands.db import Database
 from remotehands.inventory.models import Host, Inventory, PowerProfile
 from remotehands.tickets.builtin import BuiltinTickets
 from remotehands.tickets.crypto import TicketCipher
+
+if TYPE_CHECKING:
+    from remotehands.bmc.redfish_pool import RedfishSessionPool
 
 
 class Runtime:
@@ -61,5 +65,16 @@ class Runtime:
         from remotehands.bmc.factory import power_driver_for
 
         return power_driver_for(
-            host, profile or host.power, self.inventory(), timeout=self.settings.bmc_timeout
+            host,
+            profile or host.power,
+            self.inventory(),
+            timeout=self.settings.bmc_timeout,
+            redfish_sessions=self.redfish_sessions,
         )
+
+    @cached_property
+    def redfish_sessions(self) -> RedfishSessionPool:
+        """One Redfish login per service and credentials for the whole process (bulk reads need it)."""
+        from remotehands.bmc.redfish_pool import RedfishSessionPool
+
+        return RedfishSessionPool()

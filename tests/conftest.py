@@ -107,6 +107,7 @@ def open_ticket(
     severity: Severity = Severity.OUTAGE_ONE,
     sensitive: bool = False,
     title: str | None = None,
+    params: dict[str, object] | None = None,
 ) -> str:
     inv = rt.inventory()
     sub = subscription or inv.host(host).subscription
@@ -118,7 +119,7 @@ def open_ticket(
             requester=requester,
             customer=customer or inv.customer_of(sub),
             subscription=sub,
-            request=TaskRequest(action=action, targets=(host,)),
+            request=TaskRequest(action=action, targets=(host,), params=params or {}),
             sensitive=sensitive,
         ),
         inv,
@@ -135,12 +136,17 @@ def run_ticket(rt: Runtime, ticket_id: str, timeout: float = 60) -> list[int]:
     ids = store.create_jobs_for_ticket(
         rt.db, ticket, approval.approver if approval.approved else None, "test"
     )
+    settle(rt, ids, timeout)
+    return ids
+
+
+def settle(rt: Runtime, ids: list[int], timeout: float = 60) -> None:
+    """Run the local executor until every job of ``ids`` has ended or needs an operator."""
     executor = LocalExecutor(rt, poll=0.05)
     try:
         assert executor.run_until(lambda: settled(rt, ids), timeout=timeout), "jobs did not settle in time"
     finally:
         executor.shutdown()
-    return ids
 
 
 def settled(rt: Runtime, ids: list[int]) -> bool:

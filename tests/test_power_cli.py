@@ -45,8 +45,12 @@ def test_status_of_a_rack_lists_every_host(cli, lab):
     code, out, _ = cli("power", "status", "--rack", "r1", "--json")
     assert code == 0
     rows = json.loads(out)
-    assert {r["host"] for r in rows} == set(lab.hosts)
-    assert all(r["power"] in ("on", "off") and r["via"].startswith("ipmi 127.0.0.1:") for r in rows)
+    assert {r["host"] for r in rows} == set(lab.hosts) | set(lab.redfish_hosts) | set(lab.macs)
+    vias = {r["host"]: r["via"] for r in rows if not r["error"]}
+    assert len(vias) == len(rows), [r["error"] for r in rows if r["error"]]
+    assert all(vias[h].startswith("ipmi 127.0.0.1:") for h in lab.hosts)
+    assert all(vias[h].startswith("redfish 127.0.0.1:") for h in lab.redfish_hosts)
+    assert all(vias[h].startswith("pdu-outlet pdu-r1-a#") for h in lab.macs)
 
 
 def test_one_dead_bmc_does_not_hide_the_others(cli, lab, tmp_path, monkeypatch):

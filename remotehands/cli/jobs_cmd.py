@@ -119,7 +119,7 @@ class StepPrinter:
                 if key in self.seen:
                     continue
                 self.seen.add(key)
-                if not self.quiet and st.status != "started":
+                if not self.quiet and st.status not in ("started", "skipped"):
                     say(f"job {job_id} {job.target}: step {st.idx + 1} {st.name} {st.status}: {st.result}")
             if self.states.get(job_id) != job.state:
                 self.states[job_id] = job.state

@@ -87,11 +87,12 @@ def demo(
     keep: bool = typer.Option(False, "--keep", help="Leave the lab running afterwards."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Lab up; a power-cycle ticket opened by one user, approved by another, run and verified; its trail."""
+    """Lab up; a ticket to power-cycle a server (IPMI) and a Mac (PDU outlet), opened by one user and
+    approved by another, run and verified; its trail."""
     from remotehands.cli.jobs_cmd import StepPrinter, job_dict
     from remotehands.jobs import store
     from remotehands.jobs.executor import LocalExecutor
-    from remotehands.lab.process import read_bmc_log, start_lab, stop_lab
+    from remotehands.lab.process import read_bmc_log, read_outlet_log, start_lab, stop_lab
     from remotehands.runtime import Runtime
     from remotehands.tickets.base import Severity, TaskRequest, TicketType
     from remotehands.tickets.builtin import NewTicket
@@ -104,7 +105,7 @@ def demo(
     stop_lab(where / "lab")
     shutil.rmtree(where, ignore_errors=True)
     where.mkdir(parents=True)
-    narrate("1. starting the lab: 4 simulated servers with IPMI BMCs on 127.0.0.1")
+    narrate("1. starting the lab on 127.0.0.1: 4 servers with IPMI BMCs, 2 behind Redfish, 2 Macs on a PDU")
     info = start_lab(where / "lab", hosts=4)
     try:
         os.environ["XDG_STATE_HOME"] = str(where / "state")
@@ -115,22 +116,27 @@ def demo(
             source="demo",
         )
         rt = Runtime(settings)
-        narrate("2. alice (customer acme) opens a remote-hands ticket: power cycle esx-01")
+        narrate("2. alice (customer acme) opens a remote-hands ticket: power cycle esx-01 and the Mac mac-01")
         ticket_id = rt.tickets.create(
             NewTicket(
                 type=TicketType.REMOTE_HANDS,
                 severity=Severity.OUTAGE_ONE,
-                title="esx-01 hung, please power cycle",
+                title="esx-01 and mac-01 hung, please power cycle",
                 requester="alice",
                 customer="acme",
                 subscription="acme-0001",
-                request=TaskRequest(action="power.cycle", targets=("esx-01",)),
+                request=TaskRequest(
+                    action="power.cycle", targets=("esx-01", "mac-01"), params={"off_seconds": 1}
+                ),
             ),
             rt.inventory(),
         )
         narrate(f"3. bob approves {ticket_id} (alice cannot approve her own ticket)")
         rt.tickets.approve(ticket_id, "bob")
-        narrate(f"4. remotehands runs {ticket_id}: approval re-read, power read, cycle sent once, read back")
+        narrate(
+            f"4. remotehands runs {ticket_id}: approval re-read; esx-01 cycled once over IPMI (proven from its "
+            "event log); mac-01 has no BMC, so its PDU outlet goes off, stays off, comes back on; both read back"
+        )
         approval = rt.tickets.approval(ticket_id)
         ids = store.create_jobs_for_ticket(rt.db, rt.tickets.get(ticket_id), approval.approver, "demo")
         printer = StepPrinter(rt, ids, quiet=as_json)
@@ -141,14 +147,18 @@ def demo(
         finally:
             executor.shutdown()
         cycles = read_bmc_log(info.log_path, host="esx-01", command="cycle")
-        narrate(f"5. the lab BMC of esx-01 received {len(cycles)} cycle command(s)")
+        outlet = [e["command"] for e in read_outlet_log(info.log_path, info.macs["mac-01"])]
+        narrate(
+            f"5. the lab BMC of esx-01 received {len(cycles)} cycle command(s); "
+            f"mac-01's outlet received: {', '.join(outlet)}"
+        )
         final = rt.tickets.get(ticket_id)
         trail = rt.tickets.comments(ticket_id)
         narrate(f"6. {ticket_id} is now {final.status.value}; its trail:")
         if not as_json:
             for c in trail:
                 say(f"   {c.at.strftime('%H:%M:%S')} {c.author}: {c.body}")
-        ok = final.status.value == "resolved" and len(cycles) == 1
+        ok = final.status.value == "resolved" and len(cycles) == 1 and outlet == ["outlet_off", "outlet_on"]
         with rt.db.session() as s:
             jobs = [job_dict(store.get_job(s, j), store.steps_of(s, j)) for j in ids]
     finally:
@@ -160,6 +170,7 @@ def demo(
         "ticket": ticket_id,
         "status": final.status.value,
         "bmc_cycle_commands": len(cycles),
+        "mac_outlet_commands": outlet,
         "jobs": jobs,
         "trail": [{"at": c.at, "author": c.author, "body": c.body} for c in trail],
     }

@@ -246,7 +246,7 @@ def _commit_done(
 ) -> None:
     with runtime.db.session() as s:
         job = hold(s, job_id, owner, runtime.settings.lease_seconds)
-        _close_step(s, job_id, idx, attempt, "done", done.message)
+        _close_step(s, job_id, idx, attempt, "skipped" if done.quiet else "done", done.message)
         job.step_index = idx + 1
         job.data = ctx.data
         job.next_run_at = None
@@ -336,5 +336,6 @@ def retry_delay(retries: int) -> float:
 def _summary(s: Session, job: Job) -> str:
     steps = store.steps_of(s, job.id)
     done = [st for st in steps if st.status == "done"]
+    skipped = sum(1 for st in steps if st.status == "skipped")
     last = done[-1].result if done else "no steps"
-    return f"all {len(done)} steps done; {last}"
+    return f"{len(done)} steps done" + (f", {skipped} not needed" if skipped else "") + f"; {last}"

@@ -1,12 +1,13 @@
-"""The lab process: simulated IPMI BMCs on 127.0.0.1 in one process, and the API that starts, finds and stops it.
+"""The lab process and the API that starts, finds and stops it.
 
-``python -m remotehands.lab.process --dir DIR --hosts N [--cycle-delay S]`` runs N BMCs (esx-01 .. esx-NN,
-kinds alternating esxi and linux, all powered on), each on its own free UDP port, user ``admin`` and one
-random password for all in ``DIR/secrets/bmc_password``. Once every BMC answers it writes an Ansible inventory
-to ``DIR/inventory/`` and then ``DIR/lab.json`` (the signal that the lab is up). SIGTERM or SIGINT stops the
-BMCs, removes ``DIR/lab.json`` and exits 0. Every request a BMC answers is a line in ``DIR/bmc-log.jsonl``.
+``python -m remotehands.lab.process --dir DIR --hosts N [--redfish R] [--macs M] [--cycle-delay S]`` runs the
+simulated site of ``remotehands.lab.site`` on 127.0.0.1: N IPMI BMCs (esx-NN), R servers behind a Redfish
+service (rf-NN) and M Macs on a switched PDU's outlets (mac-NN). Once every device answers it writes an
+Ansible inventory to ``DIR/inventory/`` and then ``DIR/lab.json`` (the signal that the lab is up). SIGTERM
+or SIGINT stops it, removes ``DIR/lab.json`` and exits 0. Every command a device executes is a line in
+``DIR/bmc-log.jsonl``.
 
-Tests and the CLI use ``start_lab``, ``read_lab``, ``stop_lab`` and ``read_bmc_log``.
+Tests and the CLI use ``start_lab``, ``read_lab``, ``stop_lab``, ``read_bmc_log`` and ``read_outlet_log``.
 """
 
 from __future__ import annotations
@@ -16,18 +17,14 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from remotehands import redaction
 from remotehands.errors import ActionFailed, BadInput
@@ -56,6 +53,16 @@ class LabHost:
 
 
 @dataclass(frozen=True)
+class LabOutlet:
+    """Where one simulated Mac's power comes from: an outlet of a simulated PDU."""
+
+    pdu: str
+    outlet: int
+    address: str
+    port: int
+
+
+@dataclass(frozen=True)
 class LabInfo:
     """A running lab, as ``DIR/lab.json`` describes it."""
 
@@ -64,14 +71,25 @@ class LabInfo:
     inventory_dir: Path
     log_path: Path
     password_file: Path
-    hosts: Mapping[str, LabHost]
+    hosts: Mapping[str, LabHost]  # IPMI servers
+    redfish_hosts: Mapping[str, LabHost] = field(default_factory=dict)  # port: the Redfish service
+    macs: Mapping[str, LabOutlet] = field(default_factory=dict)
+    redfish_ca: Path | None = None
 
     def password(self) -> str:
         """The BMC password every simulated BMC of this lab accepts for user ``admin``."""
         return self.password_file.read_text().strip()
 
 
-def start_lab(state_dir: Path, hosts: int = 4, cycle_delay: float = 1.0, timeout: float = 20.0) -> LabInfo:
+def start_lab(
+    state_dir: Path,
+    hosts: int = 4,
+    cycle_delay: float = 1.0,
+    timeout: float = 20.0,
+    *,
+    redfish: int = 2,
+    macs: int = 2,
+) -> LabInfo:
     """Start a lab process for ``state_dir`` and return once every BMC answers.
 
     Raises ``BadInput`` when a lab already runs there or ``hosts`` is out of range, and ``ActionFailed``
@@ -100,7 +118,7 @@ def start_lab(state_dir: Path, hosts: int = 4, cycle_delay: float = 1.0, timeout
         "--hosts",
         str(hosts),
     ]
-    command += ["--cycle-delay", str(cycle_delay)]
+    command += ["--cycle-delay", str(cycle_delay), "--redfish", str(redfish), "--macs", str(macs)]
     with out_path.open("wb") as out:
         proc = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -147,6 +165,15 @@ def read_lab(state_dir: Path) -> LabInfo | None:
         log_path=Path(raw["log"]),
         password_file=state_dir / "secrets" / "bmc_password",
         hosts={name: LabHost(h["address"], int(h["port"]), h["kind"]) for name, h in raw["hosts"].items()},
+        redfish_hosts={
+            name: LabHost(h["address"], int(h["port"]), h["kind"])
+            for name, h in raw.get("redfish", {}).items()
+        },
+        macs={
+            name: LabOutlet(m["pdu"], int(m["outlet"]), m["address"], int(m["port"]))
+            for name, m in raw.get("macs", {}).items()
+        },
+        redfish_ca=Path(raw["redfish_ca"]) if raw.get("redfish_ca") else None,
     )
 
 
@@ -225,100 +252,13 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "(missing)"
 
 
-# -- the lab process itself -----------------------------------------------------------------------------
-
-
-def host_names(count: int) -> list[str]:
-    """esx-01 .. esx-NN (wider numbers past 99)."""
-    width = max(2, len(str(count)))
-    return [f"esx-{n:0{width}d}" for n in range(1, count + 1)]
-
-
-def write_inventory(inventory_dir: Path, hosts: Mapping[str, LabHost], password_file: Path) -> None:
-    """Write ``hosts.yml`` and ``group_vars/all.yml`` for the lab (format read by ``remotehands.inventory``)."""
-    entries: dict[str, Any] = {}
-    for number, (name, host) in enumerate(hosts.items(), start=1):
-        entries[name] = {
-            "ansible_host": host.address,
-            "kind": host.kind,
-            "serial_number": f"LAB{number:04d}",
-            "subscription": "acme-0001" if number % 2 else "globex-0001",
-            "power": {
-                "type": "ipmi",
-                "address": host.address,
-                "port": host.port,
-                "credentials": {"username": USERNAME, "password": f"file:{password_file}"},
-            },
-        }
-    site = {
-        "vars": {"site": SITE},
-        "children": {f"{SITE}_{RACK}": {"vars": {"rack": RACK}, "hosts": entries}},
-    }
-    group_vars = {
-        "sites": {SITE: {"description": "Loopback lab site"}},
-        "subscriptions": {sub: {"customer": customer} for sub, customer in SUBSCRIPTIONS.items()},
-    }
-    header = "# Written by remotehands.lab.process at every lab start; edits are lost.\n"
-    _write_atomic(inventory_dir / "hosts.yml", header + _yaml({"all": {"children": {SITE: site}}}))
-    _write_atomic(inventory_dir / "group_vars" / "all.yml", header + _yaml(group_vars))
-
-
-def run_lab(state_dir: Path, count: int, cycle_delay: float) -> int:
-    """Run the BMCs until SIGTERM/SIGINT; returns the exit status."""
-    from remotehands.lab.bmc_sim import CommandLog, SimulatedBmc, probe, serve_forever
-
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    password_file = _write_password(state_dir / "secrets")
-    password = password_file.read_text().strip()
-    redaction.register(password)
-    log_path = state_dir / "bmc-log.jsonl"
-    log_path.write_text("")  # a new lab starts a new log: tests count its lines
-    command_log = CommandLog(log_path)
-    bmcs = [
-        SimulatedBmc(
-            name,
-            username=USERNAME,
-            password=password,
-            command_log=command_log,
-            kind="esxi" if number % 2 else "linux",
-            address=ADDRESS,
-            cycle_delay=cycle_delay,
-        )
-        for number, name in enumerate(host_names(count), start=1)
+def read_outlet_log(log_path: Path, outlet: LabOutlet, command: str | None = None) -> list[dict[str, Any]]:
+    """Lines of the command log for one PDU outlet (``outlet_on``, ``outlet_off``, ``outlet_reboot``)."""
+    return [
+        e
+        for e in read_bmc_log(log_path, host=outlet.pdu, command=command)
+        if e.get("outlet") == outlet.outlet
     ]
-    listener = threading.Thread(target=serve_forever, args=(stop,), name="ipmi-listener", daemon=True)
-    listener.start()
-    for bmc in bmcs:
-        if not any(probe(ADDRESS, bmc.port, timeout=1.0) for _ in range(5)):
-            raise RuntimeError(f"BMC {bmc.name} on {ADDRESS}:{bmc.port} does not answer")
-    hosts = {bmc.name: LabHost(ADDRESS, bmc.port, bmc.kind) for bmc in bmcs}
-    write_inventory(state_dir / "inventory", hosts, password_file)
-    lab = {
-        "pid": os.getpid(),
-        "started": time.time(),
-        "log": str(log_path),
-        "inventory": str(state_dir / "inventory"),
-        "password_file": str(password_file),
-        "hosts": {name: {"address": h.address, "port": h.port, "kind": h.kind} for name, h in hosts.items()},
-    }
-    _write_atomic(state_dir / "lab.json", json.dumps(lab, indent=2) + "\n")
-    log.info(
-        "lab up: %d BMCs on %s, ports %s", count, ADDRESS, ", ".join(str(h.port) for h in hosts.values())
-    )
-    while not stop.wait(0.5):
-        pass
-    log.info("stopping the lab")
-    for bmc in bmcs:
-        bmc.stop()
-    listener.join(2.0)
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        if json.loads((state_dir / "lab.json").read_text())["pid"] == os.getpid():
-            (state_dir / "lab.json").unlink()
-    command_log.close()
-    log.info("lab stopped")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -331,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cycle-delay", type=float, default=1.0, help="seconds a power cycle keeps a host off"
     )
+    parser.add_argument("--redfish", type=int, default=2, help="simulated servers behind a Redfish service")
+    parser.add_argument("--macs", type=int, default=2, help="simulated Macs on switched PDU outlets")
     args = parser.parse_args(argv)
     if not 1 <= args.hosts <= MAX_HOSTS:
         parser.error(f"--hosts must be 1 to {MAX_HOSTS}")
@@ -342,36 +284,14 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(process)d %(threadName)s %(levelname)s %(name)s: %(message)s",
     )
     redaction.install_record_factory()
+    from remotehands.lab.site import run_lab
+
     try:
-        return run_lab(state_dir, args.hosts, args.cycle_delay)
+        return run_lab(state_dir, args.hosts, args.cycle_delay, redfish=args.redfish, macs=args.macs)
     except Exception as exc:
         log.exception("the lab failed")
         print(f"lab failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-
-
-def _write_password(secrets_dir: Path) -> Path:
-    secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    secrets_dir.chmod(0o700)
-    path = secrets_dir / "bmc_password"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        # 16 characters: IPMI 2.0 caps passwords at 20 bytes and ipmitool's -f at 16, and real BMCs
-        # refuse longer ones; a lab that accepted them would hide that limit from our tests.
-        handle.write(secrets.token_urlsafe(12) + "\n")
-    return path
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def _yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,244 @@
+"""The simulated site the lab process runs: IPMI BMCs (esx-NN), servers behind one Redfish service (rf-NN),
+and Macs (mac-NN) powered through the outlets of one switched PDU (SNMP, APC rPDU2 tables), all on 127.0.0.1.
+
+Every device logs the commands it executes to ``DIR/bmc-log.jsonl``; the inventory for all of them is
+written to ``DIR/inventory/``; secrets (one BMC/Redfish password, one SNMP community) go to
+``DIR/secrets/`` with mode 0600 and are referenced from the inventory as ``file:`` references.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from remotehands import redaction
+from remotehands.lab.process import ADDRESS, RACK, SITE, SUBSCRIPTIONS, USERNAME, LabHost
+
+log = logging.getLogger("remotehands.lab.site")
+
+PDU_NAME = f"pdu-{RACK}-a"
+PDU_MODEL = "apc-rpdu2"
+PDU_OUTLETS = 24
+# Outlets come back on at least this long after a reboot: the PDU reports its off-period in whole
+# seconds, and the driver needs a readable off-period to prove a reboot ran (see bmc.pdu).
+PDU_MIN_CYCLE_S = 1.0
+PDU_STAGGER_S = 0.5
+
+
+def names(prefix: str, count: int) -> list[str]:
+    """prefix-01 .. prefix-NN (wider numbers past 99)."""
+    width = max(2, len(str(count)))
+    return [f"{prefix}-{n:0{width}d}" for n in range(1, count + 1)]
+
+
+def host_names(count: int) -> list[str]:
+    return names("esx", count)
+
+
+def run_lab(state_dir: Path, count: int, cycle_delay: float, *, redfish: int = 2, macs: int = 2) -> int:
+    """Run the site until SIGTERM/SIGINT; returns the exit status."""
+    from remotehands.lab.bmc_sim import CommandLog, SimulatedBmc, probe, serve_forever
+    from remotehands.lab.pdu_sim import PduSpec, serve_pdus
+    from remotehands.lab.redfish_sim import serve_redfish
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    password_file = _write_secret(state_dir / "secrets", "bmc_password", 12)
+    community_file = _write_secret(state_dir / "secrets", "pdu_community", 12)
+    password, community = password_file.read_text().strip(), community_file.read_text().strip()
+    redaction.register(password)
+    redaction.register(community)
+    log_path = state_dir / "bmc-log.jsonl"
+    log_path.write_text("")  # a new lab starts a new log: tests count its lines
+    command_log = CommandLog(log_path)
+    bmcs = [
+        SimulatedBmc(
+            name,
+            username=USERNAME,
+            password=password,
+            command_log=command_log,
+            kind="esxi" if number % 2 else "linux",
+            address=ADDRESS,
+            cycle_delay=cycle_delay,
+        )
+        for number, name in enumerate(host_names(count), start=1)
+    ]
+    listener = threading.Thread(target=serve_forever, args=(stop,), name="ipmi-listener", daemon=True)
+    listener.start()
+    for bmc in bmcs:
+        if not any(probe(ADDRESS, bmc.port, timeout=1.0) for _ in range(5)):
+            raise RuntimeError(f"BMC {bmc.name} on {ADDRESS}:{bmc.port} does not answer")
+    hosts = {bmc.name: LabHost(ADDRESS, bmc.port, bmc.kind) for bmc in bmcs}
+    rf_names = names("rf", redfish)
+    rf = (
+        serve_redfish(
+            rf_names, command_log, state_dir / "redfish-ca", cycle_delay=cycle_delay, password=password
+        )
+        if rf_names
+        else None
+    )
+    mac_names = names("mac", macs)
+    pdus = (
+        serve_pdus(
+            [
+                PduSpec(
+                    PDU_NAME,
+                    PDU_MODEL,
+                    PDU_OUTLETS,
+                    outlet_names={n: name for n, name in enumerate(mac_names, start=1)},
+                    community=community,
+                )
+            ],
+            command_log,
+            cycle_delay=max(cycle_delay, PDU_MIN_CYCLE_S),
+        )
+        if mac_names
+        else None
+    )
+    lab: dict[str, Any] = {
+        "pid": os.getpid(),
+        "started": time.time(),
+        "log": str(log_path),
+        "inventory": str(state_dir / "inventory"),
+        "password_file": str(password_file),
+        "hosts": {name: {"address": h.address, "port": h.port, "kind": h.kind} for name, h in hosts.items()},
+        "redfish": {n: {"address": ADDRESS, "port": rf.port, "kind": "linux"} for n in rf_names}
+        if rf
+        else {},
+        "redfish_ca": str(rf.ca_file) if rf else None,
+        "macs": {
+            n: {"pdu": PDU_NAME, "outlet": i, "address": ADDRESS, "port": pdus.port_of(PDU_NAME)}
+            for i, n in enumerate(mac_names, start=1)
+        }
+        if pdus
+        else {},
+    }
+    write_inventory(state_dir / "inventory", lab, password_file, community_file)
+    _write_atomic(state_dir / "lab.json", json.dumps(lab, indent=2) + "\n")
+    log.info(
+        "lab up: %d IPMI BMCs, %d Redfish systems, %d Macs on %s",
+        count,
+        len(rf_names),
+        len(mac_names),
+        PDU_NAME,
+    )
+    while not stop.wait(0.5):
+        pass
+    log.info("stopping the lab")
+    for bmc in bmcs:
+        bmc.stop()
+    if rf is not None:
+        rf.stop()
+    if pdus is not None:
+        pdus.stop()
+    listener.join(2.0)
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        if json.loads((state_dir / "lab.json").read_text())["pid"] == os.getpid():
+            (state_dir / "lab.json").unlink()
+    command_log.close()
+    log.info("lab stopped")
+    return 0
+
+
+def write_inventory(
+    inventory_dir: Path, lab: dict[str, Any], password_file: Path, community_file: Path
+) -> None:
+    """Write ``hosts.yml`` and ``group_vars/all.yml`` for the lab (format read by ``remotehands.inventory``)."""
+    credentials = {"username": USERNAME, "password": f"file:{password_file}"}
+    entries: dict[str, Any] = {}
+    number = 0
+
+    def server(name: str, kind: str, power: dict[str, Any]) -> None:
+        nonlocal number
+        number += 1
+        entries[name] = {
+            "ansible_host": ADDRESS,
+            "kind": kind,
+            "serial_number": f"LAB{number:04d}",
+            "subscription": "acme-0001" if number % 2 else "globex-0001",
+            "power": power,
+        }
+
+    for name, h in lab["hosts"].items():
+        server(
+            name,
+            h["kind"],
+            {"type": "ipmi", "address": h["address"], "port": h["port"], "credentials": credentials},
+        )
+    for name, h in lab["redfish"].items():
+        server(
+            name,
+            h["kind"],
+            {
+                "type": "redfish",
+                "address": h["address"],
+                "port": h["port"],
+                "credentials": credentials,
+                "system_id": name,
+                "tls_ca": lab["redfish_ca"],
+            },
+        )
+    for name, m in lab["macs"].items():
+        server(
+            name,
+            "mac-mini",
+            {"type": "pdu-outlet", "pdu": m["pdu"], "outlet": m["outlet"], "outlet_name": name},
+        )
+    if lab["macs"]:
+        entries[PDU_NAME] = {
+            "ansible_host": ADDRESS,
+            "kind": "pdu",
+            "platform": "apc_rpdu2",
+            "port": next(iter(lab["macs"].values()))["port"],
+            "serial_number": "LABPDU01",
+            "snmp": {"version": "v2c", "community": f"file:{community_file}"},
+            "stagger_seconds": PDU_STAGGER_S,
+        }
+    site = {
+        "vars": {"site": SITE},
+        "children": {f"{SITE}_{RACK}": {"vars": {"rack": RACK}, "hosts": entries}},
+    }
+    group_vars = {
+        "sites": {SITE: {"description": "Loopback lab site"}},
+        "subscriptions": {sub: {"customer": customer} for sub, customer in SUBSCRIPTIONS.items()},
+    }
+    header = "# Written by remotehands.lab at every lab start; edits are lost.\n"
+    _write_atomic(inventory_dir / "hosts.yml", header + _yaml({"all": {"children": {SITE: site}}}))
+    _write_atomic(inventory_dir / "group_vars" / "all.yml", header + _yaml(group_vars))
+
+
+def _write_secret(secrets_dir: Path, name: str, nbytes: int) -> Path:
+    """A random secret in ``secrets_dir/name`` (dir 0700, file 0600).
+
+    12 random bytes make 16 characters: IPMI 2.0 caps passwords at 20 bytes and ipmitool's -f at 16, and
+    real BMCs refuse longer ones; a lab that accepted them would hide that limit from our tests."""
+    secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secrets_dir.chmod(0o700)
+    path = secrets_dir / name
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(secrets.token_urlsafe(nbytes) + "\n")
+    return path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)

@@ -1,0 +1,89 @@
+"""Power jobs on every kind of lab device: a Mac on a PDU outlet, a server behind Redfish. Neither keeps an
+event log we can read, so a cycle is off, dwell, on, each exactly once, and outlets of a strip stagger."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from remotehands.jobs import store
+from remotehands.lab.process import read_bmc_log, read_outlet_log
+from tests.conftest import job_state, open_ticket, run_ticket, settle
+
+
+def _outlet_commands(lab, mac: str) -> list[str]:
+    return [e["command"] for e in read_outlet_log(lab.log_path, lab.macs[mac])]
+
+
+def _redfish_resets(lab, host: str) -> list[str]:
+    return [
+        e["command"]
+        for e in read_bmc_log(lab.log_path, host=host)
+        if e.get("via") == "redfish" and "reset_type" in e and e.get("status") == 204
+    ]
+
+
+def test_a_mac_is_cycled_through_its_outlet_off_then_on(rt, lab):
+    before = len(_outlet_commands(lab, "mac-01"))
+    ticket_id = open_ticket(rt, "mac-01", action="power.cycle")
+    [job_id] = run_ticket(rt, ticket_id, timeout=90)
+    assert job_state(rt, job_id) == "succeeded"
+    assert _outlet_commands(lab, "mac-01")[before:] == ["outlet_off", "outlet_on"]
+    trail = [c.body for c in rt.tickets.comments(ticket_id)]
+    assert any("read-power: mac-01 power is on via pdu-outlet pdu-r1-a#1" in c for c in trail)
+    assert any("confirm-off: confirmed: mac-01 is off" in c for c in trail)
+    assert any("send-on: on sent to mac-01" in c for c in trail)
+
+
+def test_a_redfish_server_is_cycled_off_then_on_each_once(rt, lab):
+    before = len(_redfish_resets(lab, "rf-01"))
+    ticket_id = open_ticket(rt, "rf-01", action="power.cycle")
+    [job_id] = run_ticket(rt, ticket_id, timeout=90)
+    assert job_state(rt, job_id) == "succeeded"
+    assert _redfish_resets(lab, "rf-01")[before:] == ["power_off", "power_on"]
+
+
+def test_outlets_of_one_strip_are_switched_on_staggered(rt, lab):
+    pdu_stagger = rt.inventory().pdu("pdu-r1-a").stagger_seconds
+    starts = {m: len(read_outlet_log(lab.log_path, lab.macs[m])) for m in ("mac-01", "mac-02")}
+    tickets = [
+        open_ticket(rt, m, action="power.cycle", params={"off_seconds": 0.2}) for m in ("mac-01", "mac-02")
+    ]
+    # Two tickets run together: both outlets come back on, at least the strip's stagger apart.
+    ids = [store.create_jobs_for_ticket(rt.db, rt.tickets.get(t), "bob", "test")[0] for t in tickets]
+    settle(rt, ids, timeout=90)
+    assert all(job_state(rt, j) == "succeeded" for j in ids)
+    ons = sorted(
+        e["ts"]
+        for m in ("mac-01", "mac-02")
+        for e in read_outlet_log(lab.log_path, lab.macs[m])[starts[m] :]
+        if e["command"] == "outlet_on"
+    )
+    assert len(ons) == 2
+    assert ons[1] - ons[0] >= pdu_stagger - 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kill_at",
+    ["send-cycle:after-act", "confirm-off:after-started", "send-on:after-act", "send-on:after-started"],
+)
+def test_killed_mac_cycle_switches_each_half_exactly_once(rt, lab, settings, kill_at):
+    before = len(_outlet_commands(lab, "mac-02"))
+    ticket_id = open_ticket(rt, "mac-02", action="power.cycle")
+    [job_id] = store.create_jobs_for_ticket(rt.db, rt.tickets.get(ticket_id), "bob", "test")
+    env = dict(os.environ, RH_DB_URL=settings.db_url, RH_INVENTORY=str(settings.inventory))
+    env["RH_LOG_FILE"] = str(settings.log_file)
+    cmd = [sys.executable, "-m", "remotehands", "worker", "--until-idle", "--workers", "1"]
+    crashed = subprocess.run(
+        cmd, env=dict(env, RH_FAULT_KILL_AT=kill_at), capture_output=True, timeout=120, check=False
+    )
+    assert crashed.returncode == -signal.SIGKILL
+    restarted = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert restarted.returncode == 0, restarted.stderr[-2000:]
+    assert job_state(rt, job_id) == "succeeded"
+    assert _outlet_commands(lab, "mac-02")[before:] == ["outlet_off", "outlet_on"]

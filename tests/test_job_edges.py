@@ -210,3 +210,39 @@ def test_operator_retry_of_a_needs_operator_job(rt, lab):
     assert rt.tickets.get(ticket_id).status is TicketStatus.RESOLVED
     with pytest.raises(NotPermitted):
         store.request_retry(rt.db, job_id, "dave")
+
+
+def test_an_unconfirmed_cycle_attaches_the_bmc_event_log_to_the_ticket(rt, lab):
+    import json as _json
+
+    mark(lab, "esx-05")
+    ticket_id = open_ticket(rt, "esx-05", params={"confirm_timeout": 0})
+    [job_id] = run_ticket(rt, ticket_id)
+    assert job_state(rt, job_id) == "failed"
+    with rt.db.session() as s:
+        reason = store.get_job(s, job_id).reason
+    name = f"sel-esx-05-job{job_id}.json"
+    assert f"BMC event log attached as {name}" in reason
+    records = _json.loads(rt.tickets.attachment_content(ticket_id, name))
+    assert records and records[-1]["action"] == "cycle"
+
+
+def test_wrong_credentials_fail_at_once_without_retries(tmp_path, lab):
+    inv = tmp_path / "inventory"
+    shutil.copytree(lab.inventory_dir, inv)
+    wrong = tmp_path / "wrong_password"
+    wrong.write_text("not-the-password-1\n")
+    text = (inv / "hosts.yml").read_text().replace(f"file:{lab.password_file}", f"file:{wrong}")
+    (inv / "hosts.yml").write_text(text)
+    rt = Runtime(
+        Settings(db_url=f"sqlite:///{tmp_path / 'w.db'}", inventory=inv, log_file=tmp_path / "l.log")
+    )
+    ticket_id = open_ticket(rt, "esx-03")
+    [job_id] = run_ticket(rt, ticket_id)
+    assert job_state(rt, job_id) == "failed"
+    with rt.db.session() as s:
+        job = store.get_job(s, job_id)
+        rows = [r for r in store.steps_of(s, job_id) if r.name == "read-power"]
+    assert [r.status for r in rows] == ["failed"]  # refused is fatal: not retried
+    assert "not-the-password-1" not in job.reason and lab.password() not in job.reason
+    rt.db.dispose()

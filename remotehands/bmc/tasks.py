@@ -14,13 +14,14 @@ Outlets of one PDU strip are switched on at least ``stagger_seconds`` apart, acr
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 from typing import Any
 
 from remotehands.bmc.base import PowerAction, PowerDriver, PowerEvidence, PowerState
 from remotehands.bmc.paths import describe, open_first, open_index
-from remotehands.errors import NotApproved, VerificationFailed
+from remotehands.errors import NotApproved, RemoteHandsError, VerificationFailed
 from remotehands.inventory.models import PowerProfile
 from remotehands.jobs import actions, store
 from remotehands.jobs.steps import Done, Reconciled, Step, StepContext, Verdict, Wait
@@ -238,11 +239,31 @@ def _poll(ctx: StepContext, want: PowerState, key: str) -> Done | Wait:
     waited = time.time() - started
     if waited > float(ctx.params.get("confirm_timeout", CONFIRM_TIMEOUT_S)):
         raise VerificationFailed(
-            f"{ctx.target} reads {state.value} {waited:.0f}s after {ctx.data.get('sent')}, expected {want.value}",
+            f"{ctx.target} reads {state.value} {waited:.0f}s after {ctx.data.get('sent')}, expected {want.value}"
+            + _attach_event_log(ctx),
             fix="check the host at the console or the outlet at the strip; a BMC may be hung",
         )
     delay = min(0.25 * 2 ** min(polls, 4), 4.0)
     return Wait(now() + timedelta(seconds=delay), f"waiting for {ctx.target} to read {want.value}")
+
+
+def _attach_event_log(ctx: StepContext) -> str:
+    """Attach the BMC's event log (IPMI SEL) to the ticket when the path has one; a note for the message."""
+    driver = _driver(ctx)
+    try:
+        read = getattr(driver, "sel_entries", None)
+        if read is None:
+            return ""
+        records = [r.as_dict() for r in read()]
+    except RemoteHandsError as exc:
+        return f" (its event log could not be read: {exc})"
+    finally:
+        driver.close()
+    name = f"sel-{ctx.target}-job{ctx.job_id}.json"
+    ctx.attach(name, json.dumps(records, indent=2).encode())
+    last = records[-1] if records else None
+    newest = f", newest: {last['sensor_type']} {last['event']} at {last['timestamp']}" if last else ""
+    return f" (BMC event log attached as {name}: {len(records)} records{newest})"
 
 
 class ConfirmOff(Step):

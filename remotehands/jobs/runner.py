@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from remotehands import audit, redaction
 from remotehands.errors import DeviceUnreachable, InternalError, NeedsOperator, RemoteHandsError
-from remotehands.jobs import actions, faults, store
+from remotehands.jobs import actions, faults, outbox, store
 from remotehands.jobs.states import JobEvent, JobState
 from remotehands.jobs.steps import Done, Reconciled, Step, StepContext, Verdict, Wait
 from remotehands.jobs.tables import Job, JobStep
@@ -196,7 +196,7 @@ def _advance_one_step(runtime: Runtime, job_id: int, owner: str, lease: int) -> 
         result = step.run(ctx)
     except RemoteHandsError as exc:
         unknown = isinstance(exc, DeviceUnreachable) and not step.idempotent
-        return _fail(runtime, job_id, owner, idx, attempt, step, exc, unknown_outcome=unknown)
+        return _fail(runtime, job_id, owner, idx, attempt, step, exc, unknown_outcome=unknown, ctx=ctx)
     faults.checkpoint(step.name, "after-act")
     if isinstance(result, Wait):
         with db.session() as s:
@@ -262,7 +262,19 @@ def _commit_done(
 def _enqueue_notes(s: Session, job: Job, ctx: StepContext) -> None:
     for note in ctx.notes:
         store.tell(s, job, f"job {job.id}: {note}")
+    for name, data in ctx.attachments:
+        outbox.enqueue(
+            s,
+            job.ticket_system,
+            job.ticket_id,
+            "attach",
+            name,
+            job_id=job.id,
+            payload=data,
+            sensitive=job.sensitive,
+        )
     ctx.notes.clear()
+    ctx.attachments.clear()
 
 
 def _close_step(
@@ -289,6 +301,7 @@ def _fail(
     exc: RemoteHandsError,
     *,
     unknown_outcome: bool = False,
+    ctx: StepContext | None = None,
 ) -> JobState:
     """Record a failed attempt: retry with back-off when the error is retryable, else fail or escalate.
 
@@ -296,6 +309,8 @@ def _fail(
     message = str(exc)
     with runtime.db.session() as s:
         job = hold(s, job_id, owner, runtime.settings.lease_seconds)
+        if ctx is not None:
+            _enqueue_notes(s, job, ctx)
         will_retry = exc.retryable and job.retries < MAX_RETRIES
         if attempt is not None:
             if unknown_outcome and will_retry:

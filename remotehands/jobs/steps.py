@@ -64,13 +64,19 @@ class StepContext:
     runtime: Runtime
     confirmed_by: str | None = None  # a technician's confirmation of a manual step
     notes: list[str] = field(default_factory=list)  # ticket comments, committed with the step's outcome
+    attachments: list[tuple[str, bytes]] = field(default_factory=list)  # likewise, ticket attachments
 
     def host(self) -> Host:
         return self.runtime.inventory().host(self.target)
 
     def tell_ticket(self, text: str) -> None:
-        """Add a comment to the ticket, written in the same transaction as this step's done or wait."""
+        """Add a comment to the ticket, written in the same transaction as this step's outcome."""
         self.notes.append(text)
+
+    def attach(self, name: str, data: bytes) -> None:
+        """Attach a file to the ticket (redacted), written in the same transaction as this step's outcome,
+        failures included: evidence gathered while failing reaches the ticket."""
+        self.attachments.append((name, data))
 
 
 class Step(ABC):

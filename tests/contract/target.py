@@ -22,5 +22,4 @@ class ContractTarget:
     received: Callable[[PowerAction], int]
     settle: float = 5.0
     secret: str = ""
-    refuses_bad_credentials: bool = True
     extra: dict[str, object] = field(default_factory=dict)

@@ -76,8 +76,6 @@ def test_cycle_sends_one_cycle_and_comes_back_on(target: ContractTarget):
 
 
 def test_wrong_credentials_are_refused_fatally_without_the_secret(target: ContractTarget):
-    if not target.refuses_bad_credentials:
-        pytest.skip(f"{target.name}: the simulator accepts any credentials (stated by the target)")
     driver = target.make(password="wrong-password-0")
     try:
         with pytest.raises(DeviceRefused) as err:

@@ -23,14 +23,13 @@ from remotehands.bmc.base import BootDevice, BootSetting, PowerAction, PowerDriv
 from remotehands.bmc.redfish import RedfishBmc
 from remotehands.lab.lab_ca import issue_lab_tls
 
-MOCKUP = Path(__file__).resolve().parents[3] / "shared" / "redfish-mockups" / "public-rackmount1"
+MOCKUP = Path(__file__).resolve().parents[1] / "data" / "redfish-mockups" / "public-rackmount1"
 SUSHY_STATIC = Path(sys.executable).parent / "sushy-static"
 
 
 @pytest.fixture(scope="module")
 def mockup(tmp_path_factory: pytest.TempPathFactory):
-    if not MOCKUP.is_dir():
-        pytest.skip(f"DMTF mockup not found at {MOCKUP}")
+    assert MOCKUP.is_dir(), f"the DMTF mockup ships with the tests at {MOCKUP}"
     sushy_static = str(SUSHY_STATIC) if SUSHY_STATIC.exists() else "sushy-static"
     where = tmp_path_factory.mktemp("sushy-static")
     tls = issue_lab_tls(where / "tls")

@@ -159,3 +159,23 @@ def settled(rt: Runtime, ids: list[int]) -> bool:
 def job_state(rt: Runtime, job_id: int) -> str:
     with rt.db.session() as s:
         return store.get_job(s, job_id).state
+
+
+@pytest.fixture
+def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Run the CLI in-process against this test's database and the lab: ``cli(*args, user=...)`` returns
+    (exit code, stdout, stderr)."""
+    from remotehands.cli.main import main
+
+    monkeypatch.setenv("RH_DB_URL", settings.db_url)
+    monkeypatch.setenv("RH_INVENTORY", str(settings.inventory))
+    monkeypatch.setenv("RH_LOG_FILE", str(settings.log_file))
+
+    def run(*args: str, user: str = "alice") -> tuple[int, str, str]:
+        monkeypatch.setenv("RH_USER", user)
+        with pytest.raises(SystemExit) as exit_:
+            main(list(args))
+        out, err = capsys.readouterr()
+        return int(exit_.value.code or 0), out, err
+
+    return run

@@ -8,24 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from remotehands.cli.main import main
-
-
-@pytest.fixture
-def cli(settings, monkeypatch, capsys):
-    monkeypatch.setenv("RH_DB_URL", settings.db_url)
-    monkeypatch.setenv("RH_INVENTORY", str(settings.inventory))
-    monkeypatch.setenv("RH_LOG_FILE", str(settings.log_file))
-
-    def run(*args: str, user: str = "alice") -> tuple[int, str, str]:
-        monkeypatch.setenv("RH_USER", user)
-        with pytest.raises(SystemExit) as exit_:
-            main(list(args))
-        out, err = capsys.readouterr()
-        return int(exit_.value.code or 0), out, err
-
-    return run
-
 
 def test_ticket_lifecycle_and_run_from_the_cli(cli, lab):
     code, out, _ = cli(

@@ -9,25 +9,13 @@ import socket
 import pytest
 import yaml
 
-from remotehands.cli.main import main
 from tests.conftest import mark
 
 
 @pytest.fixture
-def cli(settings, monkeypatch, capsys):
-    monkeypatch.setenv("RH_DB_URL", settings.db_url)
-    monkeypatch.setenv("RH_INVENTORY", str(settings.inventory))
-    monkeypatch.setenv("RH_LOG_FILE", str(settings.log_file))
+def cli(cli, monkeypatch):
     monkeypatch.setenv("RH_BMC_TIMEOUT", "1")
-
-    def run(*args: str, user: str = "alice") -> tuple[int, str, str]:
-        monkeypatch.setenv("RH_USER", user)
-        with pytest.raises(SystemExit) as exit_:
-            main(list(args))
-        out, err = capsys.readouterr()
-        return int(exit_.value.code or 0), out, err
-
-    return run
+    return cli
 
 
 def _ticket(cli, action: str, *hosts: str) -> str:

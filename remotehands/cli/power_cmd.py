@@ -168,37 +168,23 @@ def _change(
 TicketOpt = typer.Option(..., "--ticket", help="The approved ticket this change is done under.")
 
 
-@app.command()
-def on(
-    hosts: list[str] = HostsArg,
-    rack: str = RackOpt,
-    site: str = SiteOpt,
-    ticket: str = TicketOpt,
-    as_json: bool = JsonOption,
-) -> None:
-    """Power hosts on under an approved power.on ticket (a host that is on is left alone)."""
-    _change("on", hosts, rack, site, ticket, as_json)
+def _change_command(verb: str, doc: str) -> Callable[..., None]:
+    def command(
+        hosts: list[str] = HostsArg,
+        rack: str = RackOpt,
+        site: str = SiteOpt,
+        ticket: str = TicketOpt,
+        as_json: bool = JsonOption,
+    ) -> None:
+        _change(verb, hosts, rack, site, ticket, as_json)
+
+    command.__doc__ = doc
+    return command
 
 
-@app.command()
-def off(
-    hosts: list[str] = HostsArg,
-    rack: str = RackOpt,
-    site: str = SiteOpt,
-    ticket: str = TicketOpt,
-    as_json: bool = JsonOption,
-) -> None:
-    """Power hosts off hard under an approved power.off ticket."""
-    _change("off", hosts, rack, site, ticket, as_json)
-
-
-@app.command()
-def cycle(
-    hosts: list[str] = HostsArg,
-    rack: str = RackOpt,
-    site: str = SiteOpt,
-    ticket: str = TicketOpt,
-    as_json: bool = JsonOption,
-) -> None:
-    """Power-cycle hosts under an approved power.cycle ticket, each confirmed back on."""
-    _change("cycle", hosts, rack, site, ticket, as_json)
+for _verb, _doc in (
+    ("on", "Power hosts on under an approved power.on ticket (a host that is on is left alone)."),
+    ("off", "Power hosts off hard under an approved power.off ticket."),
+    ("cycle", "Power-cycle hosts under an approved power.cycle ticket, each confirmed back on."),
+):
+    app.command(_verb)(_change_command(_verb, _doc))

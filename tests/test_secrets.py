@@ -74,3 +74,63 @@ def test_secret_sentinel_appears_in_no_log_comment_attachment_or_db_row(rt, lab,
         assert sentinel.encode() not in path.read_bytes(), path
     if rt.settings.log_file and rt.settings.log_file.exists():
         assert sentinel not in rt.settings.log_file.read_text()
+
+
+@pytest.fixture
+def vault(monkeypatch):
+    """A minimal Vault KV v2 endpoint on 127.0.0.1 (what hvac's read_secret_version asks for), token-checked."""
+    import json as _json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    store = {"secret/bmc": {"password": "vault-s3cret-1"}}
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            if self.headers.get("X-Vault-Token") != "t0ken":
+                self.send_response(403)
+                self.end_headers()
+                self.wfile.write(b'{"errors": ["permission denied"]}')
+                return
+            # /v1/<mount>/data/<path>
+            parts = self.path.split("?")[0].strip("/").split("/")
+            key = f"{parts[1]}/{'/'.join(parts[3:])}"
+            if key not in store:
+                self.send_response(404)
+                self.end_headers()
+                self.wfile.write(b'{"errors": []}')
+                return
+            body = {"data": {"data": store[key], "metadata": {"version": 1, "deletion_time": ""}}}
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(_json.dumps(body).encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("VAULT_ADDR", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("VAULT_TOKEN", "t0ken")
+    yield seen
+    server.shutdown()
+
+
+def test_vault_reference_is_read_over_the_kv2_api(vault):
+    assert secrets.resolve("vault:secret/bmc#password") == "vault-s3cret-1"
+    assert vault == ["/v1/secret/data/bmc"]
+    assert redaction.redact("pw vault-s3cret-1") == "pw ***"
+
+
+def test_vault_errors_name_the_path_and_never_a_value(vault, monkeypatch):
+    with pytest.raises(SecretError, match="has no key nokey"):
+        secrets.resolve("vault:secret/bmc#nokey")
+    with pytest.raises(SecretError, match="cannot read vault secret secret/missing"):
+        secrets.resolve("vault:secret/missing#password")
+    monkeypatch.setenv("VAULT_TOKEN", "wrong")
+    with pytest.raises(SecretError) as err:
+        secrets.resolve("vault:secret/bmc#password")
+    assert "token" in str(err.value) and "vault-s3cret-1" not in str(err.value)

@@ -19,7 +19,15 @@ from remotehands.jobs import store
 from remotehands.jobs.faults import BOUNDARIES
 from tests.conftest import job_state, mark, open_ticket
 
-STEPS = ("check-approval", "read-power", "send-cycle", "confirm-off", "send-on", "confirm-power")
+STEPS = (
+    "check-approval",
+    "read-power",
+    "send-cycle",
+    "confirm-off",
+    "send-on",
+    "confirm-power",
+    "wait-reachable",
+)
 CASES = [(step, boundary) for step in STEPS for boundary in BOUNDARIES]
 
 

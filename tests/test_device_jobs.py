@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -37,6 +38,7 @@ def test_a_mac_is_cycled_through_its_outlet_off_then_on(rt, lab):
     assert any("read-power: mac-01 power is on via pdu-outlet pdu-r1-a#1" in c for c in trail)
     assert any("confirm-off: confirmed: mac-01 is off" in c for c in trail)
     assert any("send-on: on sent to mac-01" in c for c in trail)
+    assert any("wait-reachable: mac-01 is back: SSH answers on 127.0.0.1:" in c for c in trail)
 
 
 def test_a_redfish_server_is_cycled_off_then_on_each_once(rt, lab):
@@ -87,3 +89,38 @@ def test_killed_mac_cycle_switches_each_half_exactly_once(rt, lab, settings, kil
     assert restarted.returncode == 0, restarted.stderr[-2000:]
     assert job_state(rt, job_id) == "succeeded"
     assert _outlet_commands(lab, "mac-02")[before:] == ["outlet_off", "outlet_on"]
+
+
+def test_a_mac_that_does_not_come_back_fails_with_a_clear_reason(tmp_path, lab):
+    import shutil
+
+    import yaml
+
+    from remotehands.config import Settings
+    from remotehands.runtime import Runtime
+
+    inv = tmp_path / "inventory"
+    shutil.copytree(lab.inventory_dir, inv)
+    data = yaml.safe_load((inv / "hosts.yml").read_text())
+    with socket.socket() as sock:  # a port where no Mac will ever answer
+        sock.bind(("127.0.0.1", 0))
+        silent = sock.getsockname()[1]
+    data["all"]["children"]["lab1"]["children"]["lab1_r1"]["hosts"]["mac-02"]["ansible_port"] = silent
+    (inv / "hosts.yml").write_text(yaml.safe_dump(data))
+    rt = Runtime(
+        Settings(db_url=f"sqlite:///{tmp_path / 'm.db'}", inventory=inv, log_file=tmp_path / "l.log")
+    )
+    ticket_id = open_ticket(rt, "mac-02", action="power.on")
+    [job_id] = run_ticket(rt, ticket_id)
+    assert (
+        job_state(rt, job_id) == "succeeded"
+    )  # it was already on: nothing was switched, nothing to wait for
+    ticket_id = open_ticket(
+        rt, "mac-02", action="power.cycle", params={"off_seconds": 0.2, "boot_timeout": 1}
+    )
+    [job_id] = run_ticket(rt, ticket_id, timeout=60)
+    assert job_state(rt, job_id) == "failed"
+    with rt.db.session() as s:
+        reason = store.get_job(s, job_id).reason
+    assert f"did not answer on 127.0.0.1:{silent}" in reason
+    rt.db.dispose()

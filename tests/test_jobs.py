@@ -38,6 +38,7 @@ def test_power_cycle_ticket_end_to_end(rt, lab):
         "confirm-off",
         "send-on",
         "confirm-power",
+        "wait-reachable",
     ]
     ticket = rt.tickets.get(ticket_id)
     assert ticket.status is TicketStatus.RESOLVED

@@ -15,6 +15,7 @@ Outlets of one PDU strip are switched on at least ``stagger_seconds`` apart, acr
 from __future__ import annotations
 
 import json
+import socket
 import time
 from datetime import timedelta
 from typing import Any
@@ -30,7 +31,7 @@ from remotehands.jobs.store import now
 CONFIRM_TIMEOUT_S = 120.0
 OFF_SECONDS = 5.0  # how long an outlet or host stays off during an off-on cycle (PSU capacitors drain)
 MANUAL_POLL_S = 30.0
-NATIVE, OFF_ON, MANUAL = "native", "off-on", "manual"
+NATIVE, OFF_ON, DIRECT, MANUAL = "native", "off-on", "direct", "manual"
 
 
 def _profile(ctx: StepContext) -> PowerProfile:
@@ -103,7 +104,10 @@ class ReadPower(Step):
             return Done(
                 f"{ctx.target} has no power path to drive; a technician will act ({opened.summary()})"
             )
-        ctx.data["mode"] = NATIVE if self.action is PowerAction.CYCLE and evidence else OFF_ON
+        if self.action is PowerAction.CYCLE:
+            ctx.data["mode"] = NATIVE if evidence else OFF_ON
+        else:
+            ctx.data["mode"] = DIRECT
         return Done(f"{ctx.target} power is {opened.state.value} {opened.summary()}")
 
 
@@ -328,6 +332,53 @@ class ConfirmPower(Step):
         return result
 
 
+BOOT_TIMEOUT_S = 900.0  # a Mac takes one to three minutes to boot; an update may add several
+
+
+def ssh_banner(address: str, port: int, timeout: float = 2.0) -> str | None:
+    """The SSH server's banner at ``address:port``, or None when nothing (or not SSH) answers."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            line = conn.recv(256).split(b"\r\n", 1)[0]
+    except OSError:
+        return None
+    return line.decode(errors="replace") if line.startswith(b"SSH-") else None
+
+
+class WaitReachable(Step):
+    """A Mac on a PDU outlet: the outlet reading "on" does not prove the Mac booted, so wait until its
+    SSH port answers with an SSH banner. Other hosts are confirmed by their BMC's power state alone."""
+
+    name = "wait-reachable"
+    description = "wait until the host answers on its SSH port (Macs)"
+    idempotent = True
+
+    def run(self, ctx: StepContext) -> Done | Wait:
+        host = ctx.host()
+        if not host.kind.startswith("mac") or ctx.data.get("mode") == MANUAL:
+            return Done("not needed for this host", quiet=True)
+        if ctx.data.get("sent") is None:
+            return Done("nothing was switched", quiet=True)
+        banner = ssh_banner(host.mgmt_address, host.ssh_port)
+        polls = int(ctx.data.get("ssh_polls", 0)) + 1
+        ctx.data["ssh_polls"] = polls
+        started = float(ctx.data.get("sent_at") or time.time())
+        if banner is not None:
+            return Done(
+                f"{host.name} is back: SSH answers on {host.mgmt_address}:{host.ssh_port} "
+                f"{time.time() - started:.1f}s after power on"
+            )
+        limit = float(ctx.params.get("boot_timeout", BOOT_TIMEOUT_S))
+        if time.time() - started > limit:
+            raise VerificationFailed(
+                f"{host.name} has power but did not answer on {host.mgmt_address}:{host.ssh_port} within {limit:.0f}s",
+                fix="look at the Mac's screen (KVM or a technician): it may be stuck at boot or in recoveryOS",
+            )
+        delay = min(0.25 * 2 ** min(polls, 5), 10.0)
+        return Wait(now() + timedelta(seconds=delay), f"waiting for {host.name} to answer on SSH")
+
+
 def cycle_steps() -> list[Step]:
     return [
         CheckApproval(),
@@ -336,11 +387,13 @@ def cycle_steps() -> list[Step]:
         ConfirmOff(),
         SendOn(),
         ConfirmPower(PowerAction.CYCLE),
+        WaitReachable(),
     ]
 
 
 def set_steps(action: PowerAction) -> list[Step]:
-    return [CheckApproval(), ReadPower(action), SendPower(action), ConfirmPower(action)]
+    steps: list[Step] = [CheckApproval(), ReadPower(action), SendPower(action), ConfirmPower(action)]
+    return [*steps, WaitReachable()] if action is PowerAction.ON else steps
 
 
 DEADLINE_S = 4 * 3600  # a backstop: each step has its own timeout; manual steps wait for people

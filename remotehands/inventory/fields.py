@@ -212,6 +212,8 @@ def build_equipment(
         )
     fields = _common_fields(host, catalogue, required=server)
     if server:
+        if host.value("ansible_port") is not None:
+            fields["ssh_port"] = port(host.spot("ansible_port"), host.value("ansible_port"))
         paths = power_paths(host.spot("power"), host.value("power"))
         if paths:
             fields["power"], fields["power_fallback"] = paths[0], paths[1:]

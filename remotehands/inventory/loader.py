@@ -9,8 +9,9 @@ global: they are read from group ``all`` (normally ``group_vars/all.yml``) and r
 Which variables are checked: operators keep their other Ansible variables in the same inventory, so not
 every key has to be ours, but a typo in one of ours (``serial_numer``) must not pass silently. So:
 
-- ``ansible_host`` is the management address; every other ``ansible_*`` variable (connection and magic
-  variables, ``ansible_group_priority``) belongs to Ansible and is ignored;
+- ``ansible_host`` is the management address and ``ansible_port`` the SSH port (default 22); every other
+  ``ansible_*`` variable (connection and magic variables, ``ansible_group_priority``) belongs to Ansible and
+  is ignored;
 - a variable matching an entry of ``rh_ignore_vars`` (a list of names or shell-style patterns such as
   ``monitoring_*``, set in group ``all``) is ignored;
 - every other variable must be a remotehands host field, wherever it is written (a group or a host); an

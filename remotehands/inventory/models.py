@@ -83,6 +83,7 @@ class Host(_Model):
     rack: str
     serial_number: str
     mgmt_address: str  # ansible_host
+    ssh_port: int = 22  # ansible_port
     subscription: str  # a Subscription.id, or PROVIDER
     power: PowerProfile  # the first power path
     power_fallback: tuple[PowerProfile, ...] = ()  # tried in order when the one before fails

@@ -54,12 +54,13 @@ class LabHost:
 
 @dataclass(frozen=True)
 class LabOutlet:
-    """Where one simulated Mac's power comes from: an outlet of a simulated PDU."""
+    """Where one simulated Mac's power comes from (an outlet of a simulated PDU), and its SSH port."""
 
     pdu: str
     outlet: int
     address: str
     port: int
+    ssh_port: int = 0
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,9 @@ def read_lab(state_dir: Path) -> LabInfo | None:
             for name, h in raw.get("redfish", {}).items()
         },
         macs={
-            name: LabOutlet(m["pdu"], int(m["outlet"]), m["address"], int(m["port"]))
+            name: LabOutlet(
+                m["pdu"], int(m["outlet"]), m["address"], int(m["port"]), int(m.get("ssh_port", 0))
+            )
             for name, m in raw.get("macs", {}).items()
         },
         redfish_ca=Path(raw["redfish_ca"]) if raw.get("redfish_ca") else None,

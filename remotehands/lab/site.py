@@ -9,6 +9,7 @@ written to ``DIR/inventory/``; secrets (one BMC/Redfish password, one SNMP commu
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from typing import Any
 import yaml
 
 from remotehands import redaction
+from remotehands.lab.mac_agent import MacAgents
 from remotehands.lab.process import ADDRESS, RACK, SITE, SUBSCRIPTIONS, USERNAME, LabHost
 
 log = logging.getLogger("remotehands.lab.site")
@@ -106,6 +108,13 @@ def run_lab(state_dir: Path, count: int, cycle_delay: float, *, redfish: int = 2
         if mac_names
         else None
     )
+    agents = MacAgents()
+    ssh_ports: dict[str, int] = {}
+    if pdus is not None:
+        strip = pdus.pdu(PDU_NAME)
+        for outlet, name in enumerate(mac_names, start=1):
+            ssh_ports[name] = agents.add(name, functools.partial(strip.is_on, outlet))
+        agents.start()
     lab: dict[str, Any] = {
         "pid": os.getpid(),
         "started": time.time(),
@@ -118,7 +127,13 @@ def run_lab(state_dir: Path, count: int, cycle_delay: float, *, redfish: int = 2
         else {},
         "redfish_ca": str(rf.ca_file) if rf else None,
         "macs": {
-            n: {"pdu": PDU_NAME, "outlet": i, "address": ADDRESS, "port": pdus.port_of(PDU_NAME)}
+            n: {
+                "pdu": PDU_NAME,
+                "outlet": i,
+                "address": ADDRESS,
+                "port": pdus.port_of(PDU_NAME),
+                "ssh_port": ssh_ports[n],
+            }
             for i, n in enumerate(mac_names, start=1)
         }
         if pdus
@@ -140,6 +155,7 @@ def run_lab(state_dir: Path, count: int, cycle_delay: float, *, redfish: int = 2
         bmc.stop()
     if rf is not None:
         rf.stop()
+    agents.stop()
     if pdus is not None:
         pdus.stop()
     listener.join(2.0)
@@ -159,11 +175,12 @@ def write_inventory(
     entries: dict[str, Any] = {}
     number = 0
 
-    def server(name: str, kind: str, power: dict[str, Any]) -> None:
+    def server(name: str, kind: str, power: dict[str, Any], **more: Any) -> None:
         nonlocal number
         number += 1
         entries[name] = {
             "ansible_host": ADDRESS,
+            **more,
             "kind": kind,
             "serial_number": f"LAB{number:04d}",
             "subscription": "acme-0001" if number % 2 else "globex-0001",
@@ -194,6 +211,7 @@ def write_inventory(
             name,
             "mac-mini",
             {"type": "pdu-outlet", "pdu": m["pdu"], "outlet": m["outlet"], "outlet_name": name},
+            ansible_port=m["ssh_port"],
         )
     if lab["macs"]:
         entries[PDU_NAME] = {

@@ -40,7 +40,7 @@ def test_ticket_lifecycle_and_run_from_the_cli(cli, lab):
     assert code == 0
     result = json.loads(out)
     assert result["jobs"][0]["state"] == "succeeded"
-    assert [s["name"] for s in result["jobs"][0]["steps"]][-1] == "confirm-power"
+    assert [s["name"] for s in result["jobs"][0]["steps"]][-1] == "wait-reachable"
 
     code, out, _ = cli("tickets", "show", ticket_id, "--json")
     shown = json.loads(out)

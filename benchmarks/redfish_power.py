@@ -5,7 +5,7 @@
     python benchmarks/redfish_power.py --emulator sushy-tools   # sushy-tools' emulator (slower server)
     python benchmarks/redfish_power.py --emulator both
 
-Serves N systems from K HTTPS services on 127.0.0.1 (``remotehands.lab.fleet.start_redfish_fleet``: the
+Serves N systems from K HTTPS services on 127.0.0.1 (``remotehands.lab.fleet_redfish.start_redfish_fleet``: the
 lab's ``serve_redfish``, or ``sushy-emulator --fake``), then reads every system's power state with 16
 threads, three ways, one after another on the same services:
 
@@ -52,7 +52,7 @@ from sushy import auth as sushy_auth
 from remotehands.bmc.redfish import RedfishBmc
 from remotehands.bmc.redfish_pool import RedfishSessionPool
 from remotehands.errors import RemoteHandsError
-from remotehands.lab.fleet import RedfishFleet, RedfishService, start_redfish_fleet
+from remotehands.lab.fleet_redfish import RedfishFleet, RedfishService, start_redfish_fleet
 
 THREADS = 16
 

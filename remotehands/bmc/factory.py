@@ -65,7 +65,9 @@ def power_driver_for(
     if profile.type == "pdu-outlet":
         if profile.pdu is None or profile.outlet is None:
             raise ConfigError(f"{where} lacks pdu or outlet", fix="add pdu and outlet to it in the inventory")
-        return _outlet(inventory.pdu(profile.pdu), profile.outlet, profile.outlet_name, timeout)
+        return _outlet(
+            inventory.pdu(profile.pdu), profile.outlet, profile.outlet_name, timeout, redfish_sessions
+        )
     raise InvalidRequest(f"{where}: nothing to drive; a technician acts", fix="the job asks on the ticket")
 
 
@@ -73,11 +75,32 @@ def _secret(credentials: Credentials, field: str) -> str:
     return secrets.resolve(credentials.password, field=field)
 
 
-def _outlet(pdu: Pdu, outlet: int, expected_name: str | None, timeout: float) -> PowerDriver:
+def _outlet(
+    pdu: Pdu,
+    outlet: int,
+    expected_name: str | None,
+    timeout: float,
+    redfish_sessions: RedfishSessionPool | None,
+) -> PowerDriver:
     if pdu.platform == "redfish":
-        raise InvalidRequest(
-            f"PDU {pdu.name}: Redfish PDU outlets are not driven by this version",
-            fix="drive it over SNMP (platform apc_* or raritan_*) or use a manual power path",
+        from remotehands.bmc.redfish_outlet import RedfishOutlet
+
+        if pdu.credentials is None:
+            raise ConfigError(
+                f"PDU {pdu.name} has no credentials", fix="add credentials: {username, password}"
+            )
+        return RedfishOutlet(
+            pdu.mgmt_address,
+            pdu.port,
+            pdu.credentials.username,
+            _secret(pdu.credentials, f"{pdu.name}: credentials.password"),
+            outlet=outlet,
+            pdu_id=pdu.redfish_id,
+            expected_name=expected_name,
+            tls_ca=pdu.tls_ca,
+            tls_insecure=pdu.tls_insecure,
+            timeout=timeout,
+            sessions=redfish_sessions,
         )
     from remotehands.bmc.pdu import SnmpOutlet
 

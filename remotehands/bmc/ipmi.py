@@ -1,9 +1,11 @@
-"""IPMI power over LAN (RMCP+) with pyghmi: a ``PowerDriver`` that also reads power evidence from the SEL.
+"""IPMI over LAN (RMCP+) with pyghmi: power, boot device and chassis identify, and power evidence from the SEL.
 
-Every command is one raw IPMI request (Get Chassis Status, Chassis Control, the SEL commands), so a power
-action is exactly one command on the wire. pyghmi's calls run in a short-lived worker thread that the caller
-waits on for at most ``timeout`` seconds: pyghmi's own retry timers can otherwise keep a caller for 20-40 s
-against a BMC that stopped answering, and a login to a dead BMC takes about 5 s whatever one asks.
+Every command is one raw IPMI request (Get Chassis Status, Chassis Control, Set/Get System Boot Options
+with the boot flags of ``remotehands.bmc.ipmi_boot``, Chassis Identify, the SEL commands), so a power action
+or a boot-device change is exactly one command on the wire. pyghmi's calls run in a short-lived worker
+thread that the caller waits on for at most ``timeout`` seconds: pyghmi's own retry timers can otherwise
+keep a caller for 20-40 s against a BMC that stopped answering, and a login to a dead BMC takes about 5 s
+whatever one asks. Failures become remotehands errors in ``remotehands.bmc.ipmi_errors``.
 
 Power evidence comes from the System Event Log. The records this module reads as power actions (and that
 ``remotehands.lab.bmc_sim`` writes) follow the IPMI 2.0 sensor types, as assertion events of event type 0x6F
@@ -20,7 +22,6 @@ For SOFT_OFF, event data 1 bits 7:6 are 0b10 ("OEM code in byte 2") and data 2 i
 from __future__ import annotations
 
 import logging
-import socket
 import struct
 import threading
 import time
@@ -28,14 +29,17 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from remotehands import redaction
-from remotehands.bmc.base import PowerAction, PowerEvent, PowerState
+from remotehands.bmc import ipmi_boot
+from remotehands.bmc.base import BootDevice, BootSetting, PowerAction, PowerEvent, PowerState
+from remotehands.bmc.ipmi_errors import IpmiEndpoint, NotPresent, response_data, translate
 from remotehands.bmc.ipmi_protocol import (
-    CC_NOT_IN_PRESENT_STATE,
-    CC_NOT_PRESENT,
     CMD_CHASSIS_CONTROL,
+    CMD_CHASSIS_IDENTIFY,
     CMD_GET_CHASSIS_STATUS,
     CMD_GET_SEL_ENTRY,
     CMD_GET_SEL_INFO,
+    CMD_GET_SYSTEM_BOOT_OPTIONS,
+    CMD_SET_SYSTEM_BOOT_OPTIONS,
     CONTROL_CYCLE,
     CONTROL_OFF,
     CONTROL_ON,
@@ -44,11 +48,16 @@ from remotehands.bmc.ipmi_protocol import (
     NETFN_STORAGE,
     SEL_FIRST,
     SEL_LAST,
-    TRANSIENT_CODES,
     SelRecord,
 )
 from remotehands.bmc.pyghmi_fixes import install_pyghmi_io_fix, login_lock
-from remotehands.errors import DeviceRefused, DeviceUnreachable, InternalError, RemoteHandsError
+from remotehands.errors import (
+    DeviceRefused,
+    DeviceUnreachable,
+    InternalError,
+    InvalidRequest,
+    RemoteHandsError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +66,7 @@ T = TypeVar("T")
 # A session left idle this long is replaced before use: BMCs drop idle sessions (often after 60 s) and
 # pyghmi only notices after its retry timers expire.
 MAX_IDLE_SECONDS = 20.0
+IDENTIFY_MAX_SECONDS = 255  # the interval is one byte
 
 _CONTROL_FOR_ACTION = {
     PowerAction.ON: CONTROL_ON,
@@ -66,7 +76,8 @@ _CONTROL_FOR_ACTION = {
 
 
 class IpmiPower:
-    """Power of one host through its BMC over IPMI 2.0; implements ``PowerDriver`` and ``PowerEvidence``.
+    """One host's BMC over IPMI 2.0; implements ``PowerDriver``, ``PowerEvidence`` and ``BootControl``, and
+    turns the chassis identify light on and off (``identify``).
 
     The constructor does no I/O. The session is opened on first use, reused, replaced when it broke or sat
     idle, and logged out by ``close()``. Calls on one instance are serialised; use one instance per thread
@@ -84,6 +95,7 @@ class IpmiPower:
         self.username = username
         self.timeout = timeout
         self._password = password
+        self._endpoint = IpmiEndpoint(address, port, username)
         redaction.register(password)
         self._lock = threading.Lock()
         self._command: Any = None
@@ -131,6 +143,73 @@ class IpmiPower:
     def supported(self) -> frozenset[PowerAction]:
         """Every IPMI BMC takes all four chassis controls."""
         return frozenset(PowerAction)
+
+    # -- BootControl and identify ------------------------------------------------------------------------
+
+    def set_boot_device(self, device: BootDevice, *, once: bool = True, uefi: bool = True) -> None:
+        """Write the boot flags (System Boot Options parameter 5) in one Set System Boot Options request:
+        valid, once or persistent, EFI or legacy, and the device selector.
+
+        Raises ``DeviceRefused`` for UEFI HTTP boot, which IPMI has no device selector for (nothing is sent).
+        """
+        try:
+            flags = ipmi_boot.BootFlags.for_device(device, once=once, uefi=uefi)
+        except KeyError:
+            raise DeviceRefused(
+                f"IPMI BMC {self.device}: {device.value} boot cannot be asked for over IPMI (the boot flags "
+                "select PXE, disk, CD/DVD, BIOS setup or floppy, not UEFI HTTP); nothing was sent",
+                fix="use the host's Redfish power path for UEFI HTTP boot, or boot it from PXE",
+            ) from None
+        what = f"set the boot device to {device.value} ({'once' if once else 'persistent'})"
+        self._request(what, NETFN_CHASSIS, CMD_SET_SYSTEM_BOOT_OPTIONS, ipmi_boot.set_request(flags))
+
+    def get_boot_device(self) -> BootSetting:
+        """The boot flags as the BMC reads now, from one Get System Boot Options request (parameter 5).
+
+        Device None: no override (flags not valid, no device selected, or a device we have no name for).
+        """
+        data = self._request(
+            "read the boot device", NETFN_CHASSIS, CMD_GET_SYSTEM_BOOT_OPTIONS, ipmi_boot.get_request()
+        )
+        try:
+            flags = ipmi_boot.parse_get_response(data)
+        except ValueError as exc:
+            raise DeviceRefused(
+                f"IPMI BMC {self.device} answered Get System Boot Options with a malformed answer: {exc}",
+                fix="the BMC firmware misbehaves; read it with ipmitool chassis bootparam get 5",
+            ) from exc
+        if flags is None:
+            return BootSetting(device=None, once=False, uefi=None)
+        setting = flags.setting()
+        if setting.device is None and flags.valid and flags.selector:
+            log.warning(
+                "IPMI %s: boot device selector %s has no remotehands name; reading none",
+                self.device,
+                flags.selector_name,
+            )
+        return setting
+
+    def identify(self, seconds: int | None) -> None:
+        """Turn the chassis identify light on for ``seconds`` (1-255), on until turned off (None), or off (0),
+        with one Chassis Identify request.
+
+        Raises ``InvalidRequest`` for a number of seconds outside 0-255 (nothing is sent).
+        """
+        if seconds is None:
+            data, what = bytes([0x00, 0x01]), "turn the identify light on"  # byte 2 bit 0: force on
+        elif 0 <= seconds <= IDENTIFY_MAX_SECONDS:
+            data = bytes([seconds])
+            what = (
+                "turn the identify light off"
+                if seconds == 0
+                else f"turn the identify light on for {seconds}s"
+            )
+        else:
+            raise InvalidRequest(
+                f"IPMI chassis identify takes 0-{IDENTIFY_MAX_SECONDS} seconds, not {seconds}",
+                fix="ask for at most 255 seconds, or None to keep the light on until turned off",
+            )
+        self._request(what, NETFN_CHASSIS, CMD_CHASSIS_IDENTIFY, data)
 
     def close(self) -> None:
         """Log the session out (best effort, bounded by ``timeout``); safe to call twice."""
@@ -189,7 +268,7 @@ class IpmiPower:
         request = struct.pack("<HHBB", 0, record_id, 0, 0xFF)
         try:
             data = self._request(f"read SEL record {record_id}", NETFN_STORAGE, CMD_GET_SEL_ENTRY, request)
-        except _NotPresent:
+        except NotPresent:
             return None
         if len(data) < 18:
             raise DeviceRefused(
@@ -205,7 +284,7 @@ class IpmiPower:
 
         def send(session: Any) -> bytes:
             response = session.raw_command(netfn=netfn, command=command, data=list(data))
-            return self._response_data(what, response)
+            return response_data(self._endpoint, what, response)
 
         return self._call(what, send)
 
@@ -217,8 +296,11 @@ class IpmiPower:
             ):
                 reuse, stale, self._command = None, reuse, None
             outcome: dict[str, Any] = {}
+            deadline = time.monotonic() + self.timeout
             worker = threading.Thread(
-                target=self._work, args=(reuse, stale, operation, outcome), name=f"ipmi {self.device} {what}"
+                target=self._work,
+                args=(reuse, stale, operation, outcome, deadline),
+                name=f"ipmi {self.device} {what}",
             )
             worker.daemon = True
             worker.start()
@@ -228,32 +310,55 @@ class IpmiPower:
                 self._command = None
                 raise DeviceUnreachable(
                     f"IPMI BMC {self.device} did not answer within {self.timeout:g}s ({what})",
-                    fix=self._unreachable_fix(),
+                    fix=self._endpoint.unreachable_fix(),
                 )
             error: BaseException | None = outcome.get("error")
             # A session that answered (even "no") is kept; after any other failure the next call logs in anew.
-            kept = error is None or isinstance(error, DeviceRefused | _NotPresent)
+            kept = error is None or isinstance(error, DeviceRefused | NotPresent)
             self._command = outcome.get("command") if kept else None
             self._last_used = time.monotonic()
             if error is None:
                 result: T = outcome["result"]
                 return result
-        if isinstance(error, RemoteHandsError | _NotPresent):
+        if isinstance(error, RemoteHandsError | NotPresent):
             raise error
-        raise self._translate(what, error) from error
+        raise translate(self._endpoint, what, error) from error
 
-    def _work(self, reuse: Any, stale: Any, operation: Callable[[Any], T], outcome: dict[str, Any]) -> None:
+    def _work(
+        self,
+        reuse: Any,
+        stale: Any,
+        operation: Callable[[Any], T],
+        outcome: dict[str, Any],
+        deadline: float,
+    ) -> None:
         if stale is not None:
             _logout_quietly(stale)  # BMCs have few session slots: do not leave one behind
         try:
             if reuse is None:
-                reuse = self._login()
+                reuse = self._login(deadline)
             outcome["command"] = reuse
             outcome["result"] = operation(reuse.ipmi_session)
         except BaseException as exc:  # handed to the caller's thread, translated there
             outcome["error"] = exc
 
-    def _login(self) -> Any:
+    def _login(self, deadline: float) -> Any:
+        """Log in. A login that got no answer is tried again until ``deadline``: pyghmi restarts a handshake
+        that lost a packet only once, so on a lossy network (30% loss: a clean five-packet handshake one
+        time in six) a single attempt fails often. A refused login is not tried again."""
+        from pyghmi import exceptions as pyghmi_exc
+
+        while True:
+            try:
+                return self._login_once()
+            except pyghmi_exc.IpmiException as exc:
+                if isinstance(translate(self._endpoint, "log in", exc), DeviceRefused):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+                log.info("IPMI %s: login got no answer (%s); trying again", self.device, exc)
+
+    def _login_once(self) -> Any:
         install_pyghmi_io_fix()
         from pyghmi import exceptions as pyghmi_exc
         from pyghmi.ipmi import command as ipmi_command
@@ -276,85 +381,12 @@ class IpmiPower:
             raise pyghmi_exc.IpmiException(
                 getattr(session, "errormsg", None) or "Session no longer connected"
             )
+        # When a request goes unanswered, pyghmi logs in again and sends it once more on the new session,
+        # where the BMC cannot tell it from a new request: a power cycle could run twice, and after this
+        # driver has reported the BMC unreachable. Without a login to spare it reports the timeout instead,
+        # and the next call logs in anew.
+        session.logontries = 0
         return command
-
-    def _response_data(self, what: str, response: Any) -> bytes:
-        if not isinstance(response, dict):
-            raise DeviceUnreachable(
-                f"IPMI BMC {self.device} gave no answer ({what})", fix=self._unreachable_fix()
-            )
-        code = int(response.get("code", 0) or 0)
-        if "error" in response and code in (0, 0xFFFF):
-            raise DeviceUnreachable(
-                f"IPMI BMC {self.device} did not answer ({what}): {response['error']}",
-                fix=self._unreachable_fix(),
-            )
-        if code == CC_NOT_PRESENT:
-            raise _NotPresent(what)
-        if code in TRANSIENT_CODES:
-            raise DeviceUnreachable(
-                f"IPMI BMC {self.device} is busy (completion code 0x{code:02X}) ({what})",
-                fix="retry in a minute; if the BMC stays busy, cold-reset it",
-            )
-        if code == CC_NOT_IN_PRESENT_STATE:
-            raise DeviceRefused(
-                f"IPMI BMC {self.device} refused to {what} in the host's present state (completion code 0xD5)",
-                fix="a BMC refuses a power cycle of a host that is off: read the state and power it on instead",
-            )
-        if code:
-            reason = response.get("error") or "error"
-            raise DeviceRefused(
-                f"IPMI BMC {self.device} refused to {what}: completion code 0x{code:02X} ({reason})",
-                fix="the BMC does not support this command or rejected its data; check the BMC firmware or use "
-                "another power method for this host in the inventory",
-            )
-        return bytes(response.get("data", b""))
-
-    def _translate(self, what: str, exc: BaseException) -> RemoteHandsError:
-        from pyghmi import exceptions as pyghmi_exc
-        from pyghmi.ipmi.private import constants
-
-        if isinstance(exc, socket.gaierror):
-            return DeviceUnreachable(
-                f"IPMI BMC {self.device}: the address does not resolve ({what})",
-                fix="check power.address of this host in the inventory and the DNS of this machine",
-            )
-        if isinstance(exc, OSError):
-            return DeviceUnreachable(
-                f"IPMI BMC {self.device}: network error {exc.strerror or exc} ({what})",
-                fix=self._unreachable_fix(),
-            )
-        if isinstance(exc, pyghmi_exc.IpmiException):
-            reason = str(exc.args[0]) if exc.args and exc.args[0] else ""
-            if "Insufficient resources" in reason:
-                return DeviceUnreachable(
-                    f"IPMI BMC {self.device} has no free session ({what}): {reason}",
-                    fix="retry in a minute, when idle sessions have expired; close other IPMI tools using this BMC",
-                )
-            refusals = [*constants.rmcp_codes.values(), "Incorrect password", "privelege level"]
-            if any(text in reason for text in refusals):
-                return DeviceRefused(
-                    f"IPMI BMC {self.device} refused the login of user {self.username!r}: {reason}",
-                    fix="check power.credentials of this host in the inventory (the user name and the secret its "
-                    "password reference points at) and that the user has operator or administrator rights",
-                )
-            detail = f": {reason}" if reason else ""
-            return DeviceUnreachable(
-                f"IPMI BMC {self.device} did not answer ({what}){detail}", fix=self._unreachable_fix()
-            )
-        return InternalError(
-            f"IPMI BMC {self.device}: unexpected {type(exc).__name__} from pyghmi ({what}): {exc}"
-        )
-
-    def _unreachable_fix(self) -> str:
-        return (
-            f"check that the BMC is up and answers on UDP port {self.port} from this machine (management network, "
-            "VLAN, firewall); a BMC that stays silent may need a cold reset or an AC power cycle"
-        )
-
-
-class _NotPresent(Exception):
-    """Completion code 0xCB: the record asked for does not exist (an empty SEL, the end of a walk)."""
 
 
 def _logout_quietly(command: Any) -> None:

@@ -69,7 +69,7 @@ DEVICE_FIELDS = (
     "port",
     "credentials",
 )
-PDU_FIELDS = (*DEVICE_FIELDS, "snmp", "stagger_seconds")
+PDU_FIELDS = (*DEVICE_FIELDS, "snmp", "stagger_seconds", "redfish_id", "tls_ca", "tls_insecure")
 HOST_FIELDS = tuple(sorted(set(SERVER_FIELDS) | set(PDU_FIELDS)))
 POWER_FIELDS: dict[str, tuple[str, ...]] = {
     "ipmi": ("type", "address", "port", "credentials"),
@@ -261,6 +261,16 @@ def _pdu_fields(host: _HostVars, fields: dict[str, object]) -> None:
         fields["credentials"] = credentials(
             host.spot("credentials"), host.value("credentials"), "a Redfish PDU needs credentials"
         )
+        fields["redfish_id"] = host.text("redfish_id", None)
+        if host.value("tls_ca") is not None:
+            ca = host.text("tls_ca", None)
+            if ca is not None and not ca.startswith("/"):
+                host.spot("tls_ca").report("tls_ca must be an absolute path to a CA bundle")
+            fields["tls_ca"] = ca
+        if host.value("tls_insecure") is not None:
+            if not isinstance(host.value("tls_insecure"), bool):
+                host.spot("tls_insecure").report("tls_insecure must be true or false")
+            fields["tls_insecure"] = host.value("tls_insecure")
     elif platform is not None:
         fields["snmp"] = snmp(host.spot("snmp"), host.value("snmp"))
     stagger = host.value("stagger_seconds")

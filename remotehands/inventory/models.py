@@ -144,6 +144,9 @@ class Pdu(_Model):
     serial_number: str | None = None
     snmp: SnmpSettings | None = None  # SNMP PDUs
     credentials: Credentials | None = None  # Redfish PDUs
+    redfish_id: str | None = None  # Redfish PDUs: the member of /redfish/v1/PowerEquipment/RackPDUs
+    tls_ca: str | None = None  # Redfish PDUs: pinned CA bundle path
+    tls_insecure: bool = False  # Redfish PDUs: explicit exception to TLS verification
     stagger_seconds: float = 2.0  # between outlets switched on one strip, against inrush current
     subscription: str = PROVIDER
 

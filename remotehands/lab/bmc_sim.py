@@ -1,4 +1,5 @@
-"""Simulated IPMI BMCs for the lab: pyghmi's BMC server class with power state, a SEL and a command log.
+"""Simulated IPMI BMCs for the lab: pyghmi's BMC server class with power state, a SEL, boot options, chassis
+identify and a command log.
 
 One ``SimulatedBmc`` per simulated server, each on its own UDP port on a loopback address (pyghmi's server
 keys sessions by client address and server port, so BMCs sharing a port would mix sessions up). Every BMC
@@ -6,15 +7,18 @@ of a process is served by the one pyghmi IO thread plus one listener thread (``s
 
 What this adds to pyghmi's server class, and why:
 
-- it refuses RMCP+ cipher suites other than 3: the server class always answers as if suite 3 was chosen,
-  and pyghmi's client, which offers suite 17 first, then fails in RAKP2. Refused, the client falls back;
-- it answers an unknown user name with RAKP2 status 0x0D (the class stays silent: the client times out);
+- fixes to its RMCP+ session (cipher suites, unknown users, malformed packets, reused session objects):
+  ``remotehands.lab.bmc_sim_session``;
 - it survives stray packets (the class can raise ``AttributeError`` and end the listener loop);
-- it starts a new login that pyghmi routes to an existing session object (same client address and port:
-  pyghmi clients reuse their sockets) from clean counters, not the old session's sequence number;
 - it does not execute a retransmitted request twice: pyghmi's client retransmits with the same IPMI
   sequence number after about 1 s without an answer, and the class would run a second power cycle. The
-  cached answer is sent again and the log gets a ``retransmit`` line, never a second ``cycle``.
+  cached answer is sent again and the log gets a ``retransmit`` line, never a second ``cycle``;
+- boot flags kept per BMC (``remotehands.lab.bmc_sim_boot``), ``boot_override`` in the log, and chassis
+  identify (``identify``), its state shown in Get Chassis Status as the specification says;
+- packet loss on demand: ``packet_loss`` drops that fraction of the packets the BMC receives (login
+  included), ``reply_loss`` that fraction of its answers to requests after it carried them out (the case
+  its retransmit cache is for). Decisions come from a random generator seeded with ``seed`` and the BMC's
+  name, so a run with the same packets drops the same ones. Each drop is a ``packet_dropped`` log line.
 
 The command log is the lab's ground truth for tests: one JSON line per request a BMC answers, e.g.
 ``{"ts": 1718000000.1, "bmc": "esx-01", "command": "cycle", "code": 0}`` (``code`` = completion code).
@@ -25,8 +29,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import random
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -34,47 +38,42 @@ from pathlib import Path
 from typing import Any
 
 from pyghmi.ipmi import bmc as pyghmi_bmc
-from pyghmi.ipmi.private import constants as ipmi_constants
-from pyghmi.ipmi.private import serversession
 from pyghmi.ipmi.private import session as ipmisession
 
 from remotehands.bmc.base import PowerAction
 from remotehands.bmc.ipmi_protocol import (
     CMD_CHASSIS_CONTROL,
+    CMD_CHASSIS_IDENTIFY,
     CMD_GET_CHASSIS_STATUS,
     CMD_GET_SEL_ENTRY,
     CMD_GET_SEL_INFO,
     CMD_GET_SEL_TIME,
+    CMD_GET_SYSTEM_BOOT_OPTIONS,
     CMD_RESERVE_SEL,
+    CMD_SET_SYSTEM_BOOT_OPTIONS,
     NETFN_CHASSIS,
     NETFN_STORAGE,
     RECORD_SYSTEM_EVENT,
-    SEL_FIRST,
-    SEL_LAST,
     SENSOR_SYSTEM_BOOT,
     SelRecord,
 )
 from remotehands.bmc.pyghmi_fixes import install_pyghmi_io_fix
+from remotehands.lab.bmc_sim_boot import Reply, SimulatedBootOptions
+from remotehands.lab.bmc_sim_sel import SimulatedSel
+from remotehands.lab.bmc_sim_session import SimSession
 
 log = logging.getLogger(__name__)
 
-RMCP_NO_CIPHER_MATCH = 0x11
-RMCP_UNAUTHORIZED_NAME = 0x0D
-SUITE_3 = (1, 1, 1)  # RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128: what pyghmi's server class speaks
 RETRANSMIT_WINDOW = 10.0  # seconds during which an identical request on a session is a retransmission
-SEL_CAPACITY = 0xFFFE
 CC_OK = 0x00
-CC_BAD_LENGTH = 0xC7
-CC_OUT_OF_RANGE = 0xC9
-CC_BAD_RESERVATION = 0xC5
-CC_NOT_PRESENT = 0xCB
 CC_INVALID_DATA = 0xCC
 CC_NOT_IN_PRESENT_STATE = 0xD5
 CC_UNSPECIFIED = 0xFF
 
 CONTROL_NAMES = {0: "power_off", 1: "power_on", 2: "cycle", 3: "reset", 5: "soft_off"}
-
-Reply = tuple[str, int, bytes]  # (command name for the log, completion code, response data)
+IDENTIFY_DEFAULT_SECONDS = 15  # Chassis Identify without data (IPMI 2.0 section 28.5)
+IDENTIFY_SUPPORTED = 0x40  # Get Chassis Status, misc. state bit 6: identify state is reported (bits 5:4)
+IDENTIFY_STATES = {"off": 0b00, "timed": 0b01, "on": 0b10}
 
 
 class CommandLog:
@@ -97,52 +96,15 @@ class CommandLog:
             self._file.close()
 
 
-class _SimSession(serversession.ServerSession):  # type: ignore[misc]
-    """pyghmi's server session with the fixes listed in the module docstring."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.k1 = None  # the class reads it before RAKP3 sets it
-        self.remseqnumber = None
-        self.last_request: tuple[Any, ...] | None = None
-        super().__init__(*args, **kwargs)
-
-    def create_open_session_response(self, request: Any) -> bytearray:
-        # A new login on a reused session object: forget the previous session's counters.
-        self.remseqnumber = None
-        self.k1 = None
-        self.last_request = None
-        proposed = (request[12], request[20], request[28]) if len(request) >= 32 else None
-        if proposed != SUITE_3:
-            self.clientsessionid = bytearray(request[4:8])
-            return bytearray([request[0], RMCP_NO_CIPHER_MATCH, 0, 0]) + self.clientsessionid
-        response: bytearray = super().create_open_session_response(request)
-        return response
-
-    def _got_rakp1(self, data: Any) -> None:
-        name = bytes(data[28:])
-        if data[27] == 0 or self.authdata.get(name.decode("utf-8", "replace")) is None:
-            payload = bytearray([data[0], RMCP_UNAUTHORIZED_NAME, 0, 0]) + self.clientsessionid
-            self.send_payload(payload, ipmi_constants.payload_types["rakp2"], retry=False)
-            return
-        super()._got_rakp1(data)
-
-    def _handle_ipmi_packet(self, data: Any, sockaddr: Any = None, qent: Any = None) -> Any:
-        try:
-            return super()._handle_ipmi_packet(data, sockaddr=sockaddr, qent=qent)
-        except Exception as exc:  # a malformed packet must not end the listener
-            log.warning(
-                "%s: dropped a malformed packet from %s (%s)", self.bmc.name, sockaddr, type(exc).__name__
-            )
-            return None
-
-
 class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
     """One simulated server's BMC: power on/off, chassis control, a SEL, on ``address``:``port`` (UDP).
 
     ``port=0`` picks a free port; ``self.port`` holds the real one once constructed (the socket is bound in
     the constructor). Cycle = off now, on after ``cycle_delay`` seconds; soft-off = off after
     ``soft_off_delay``. A newer power command cancels a pending transition. Each power command appends one
-    SEL record (convention in ``remotehands.bmc.ipmi``) with ids counting up from 1.
+    SEL record (convention in ``remotehands.bmc.ipmi``) with ids counting up from 1. A power-on of a host
+    that was off, a cycle and a reset boot the host, which uses up boot flags set for the next boot only.
+    ``packet_loss``, ``reply_loss`` (fractions, 0-1) and ``seed``: see the module docstring.
     """
 
     def __init__(
@@ -158,9 +120,14 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         cycle_delay: float = 1.0,
         soft_off_delay: float = 0.3,
         powered_on: bool = True,
+        packet_loss: float = 0.0,
+        seed: int = 0,
+        reply_loss: float = 0.0,
     ) -> None:
         if not ipaddress.ip_address(address).is_loopback:
             raise ValueError(f"simulated BMCs listen on loopback addresses only, not {address}")
+        if not (0.0 <= packet_loss <= 1.0 and 0.0 <= reply_loss <= 1.0):
+            raise ValueError(f"packet_loss and reply_loss are fractions 0-1, not {packet_loss}, {reply_loss}")
         self.address = address
         self.name = name
         self.kind = kind
@@ -171,18 +138,22 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         self._on = powered_on
         self._generation = 0
         self._timers: list[threading.Timer] = []
-        self._sel: list[SelRecord] = []
-        self._reservation = 0
-        self._last_add = 0
-        self._last_erase = int(time.time())
+        self.sel = SimulatedSel()
         self._stopped = False
+        self.packet_loss, self.reply_loss = packet_loss, reply_loss
+        self._loss = random.Random(f"{seed}/{name}")
+        self.boot_options = SimulatedBootOptions()
+        self._identify_until = 0.0  # time.monotonic() until which the identify light is on
         self._handlers: dict[tuple[int, int], Callable[[bytes], Reply]] = {
             (NETFN_CHASSIS, CMD_GET_CHASSIS_STATUS): self._chassis_status,
             (NETFN_CHASSIS, CMD_CHASSIS_CONTROL): self._chassis_control,
-            (NETFN_STORAGE, CMD_GET_SEL_INFO): self._sel_info,
-            (NETFN_STORAGE, CMD_RESERVE_SEL): self._sel_reserve,
-            (NETFN_STORAGE, CMD_GET_SEL_ENTRY): self._sel_entry,
-            (NETFN_STORAGE, CMD_GET_SEL_TIME): self._sel_time,
+            (NETFN_CHASSIS, CMD_CHASSIS_IDENTIFY): self._chassis_identify,
+            (NETFN_CHASSIS, CMD_SET_SYSTEM_BOOT_OPTIONS): self._set_boot_options,
+            (NETFN_CHASSIS, CMD_GET_SYSTEM_BOOT_OPTIONS): self._get_boot_options,
+            (NETFN_STORAGE, CMD_GET_SEL_INFO): self._logged(self.sel.info),
+            (NETFN_STORAGE, CMD_RESERVE_SEL): self._logged(self.sel.reserve),
+            (NETFN_STORAGE, CMD_GET_SEL_ENTRY): self._logged(self.sel.entry),
+            (NETFN_STORAGE, CMD_GET_SEL_TIME): self._logged(self.sel.time),
         }
         install_pyghmi_io_fix()
         super().__init__({username: password}, port=port, address=address)
@@ -194,10 +165,31 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         with self._lock:
             return self._on
 
+    @property
+    def identify_state(self) -> str:
+        """The chassis identify light: ``off``, ``timed`` (on for a while) or ``on`` (until turned off)."""
+        with self._lock:
+            remaining = self._identify_until - time.monotonic()
+        if remaining <= 0:
+            return "off"
+        return "on" if remaining == float("inf") else "timed"
+
+    def drops_incoming(self) -> bool:
+        """Whether to drop the packet just received (``packet_loss``); logs the drop."""
+        return self._drops(self.packet_loss, "in")
+
+    def _drops(self, fraction: float, direction: str) -> bool:
+        if fraction <= 0.0:
+            return False
+        with self._lock:
+            dropped = self._loss.random() < fraction
+        if dropped:
+            self.command_log.write(self.name, "packet_dropped", direction=direction)
+        return dropped
+
     def sel_records(self) -> list[SelRecord]:
         """A copy of the SEL, oldest first."""
-        with self._lock:
-            return list(self._sel)
+        return self.sel.records()
 
     def stop(self) -> None:
         """Stop answering (packets are dropped from now on) and cancel pending power transitions."""
@@ -210,14 +202,12 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
     # -- pyghmi entry points ------------------------------------------------------------------------------
 
     def sessionless_data(self, data: Any, sockaddr: Any) -> None:
-        if self._stopped:
+        if self._stopped or self.drops_incoming():
             return
         try:
             raw = bytes(data)
             if len(raw) >= 22 and raw[0] == 6 and raw[2:4] == b"\xff\x07" and raw[4] == 6 and raw[5] == 0x10:
-                _SimSession(
-                    self.authdata, self.kg, sockaddr, self.serversocket, raw[16:], self.uuid, bmc=self
-                )
+                SimSession(self.authdata, self.kg, sockaddr, self.serversocket, raw[16:], self.uuid, bmc=self)
                 return
             super().sessionless_data(data, sockaddr)
         except Exception as exc:  # a stray packet must not end the listener
@@ -233,7 +223,8 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         if last is not None and last[0] == key and now - last[1] < RETRANSMIT_WINDOW:
             _, _, name, code, reply = last
             self.command_log.write(self.name, "retransmit", of=name, code=code)
-            session.send_ipmi_response(data=list(reply), code=code)
+            if not self._drops(self.reply_loss, "out"):
+                session.send_ipmi_response(data=list(reply), code=code)
             return
         handler = self._handlers.get((netfn, command))
         if handler is None:
@@ -249,15 +240,45 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
             )
             name, code, reply = "error", CC_UNSPECIFIED, b""
         session.last_request = (key, now, name, code, reply)
-        session.send_ipmi_response(data=list(reply), code=code)
+        if not self._drops(self.reply_loss, "out"):
+            session.send_ipmi_response(data=list(reply), code=code)
+
+    def _logged(self, handler: Callable[[bytes], Reply]) -> Callable[[bytes], Reply]:
+        """``handler`` with a log line (its command name and completion code) for each answer."""
+
+        def answer(data: bytes) -> Reply:
+            reply = handler(data)
+            self.command_log.write(self.name, reply[0], code=reply[1])
+            return reply
+
+        return answer
 
     # -- chassis ------------------------------------------------------------------------------------------
 
     def _chassis_status(self, data: bytes) -> Reply:
         with self._lock:
             on = self._on
+        misc = IDENTIFY_SUPPORTED | IDENTIFY_STATES[self.identify_state] << 4
         self.command_log.write(self.name, "get_power", code=CC_OK)
-        return "get_power", CC_OK, bytes([0x01 if on else 0x00, 0x00, 0x00])
+        return "get_power", CC_OK, bytes([0x01 if on else 0x00, 0x00, misc])
+
+    def _chassis_identify(self, data: bytes) -> Reply:
+        forced = len(data) >= 2 and bool(data[1] & 0x01)  # byte 2 bit 0: on until turned off
+        seconds = None if forced else (data[0] if data else IDENTIFY_DEFAULT_SECONDS)
+        with self._lock:
+            self._identify_until = float("inf") if seconds is None else time.monotonic() + seconds
+        self.command_log.write(self.name, "identify", seconds=seconds, code=CC_OK)
+        return "identify", CC_OK, b""
+
+    def _set_boot_options(self, data: bytes) -> Reply:
+        reply, fields = self.boot_options.set(data)
+        self.command_log.write(self.name, reply[0], code=reply[1], **fields)
+        return reply
+
+    def _get_boot_options(self, data: bytes) -> Reply:
+        reply, fields = self.boot_options.get(data)
+        self.command_log.write(self.name, reply[0], code=reply[1], **fields)
+        return reply
 
     def _chassis_control(self, data: bytes) -> Reply:
         name = CONTROL_NAMES.get(data[0], "chassis_control") if data else "chassis_control"
@@ -273,24 +294,24 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
             for timer in self._timers:
                 timer.cancel()
             self._timers.clear()
+            if directive == 2 or (directive == 3 and self._on) or (directive == 1 and not self._on):
+                self.boot_options.booted()
             if directive == 0:
                 self._on = False
-                self._add_sel(SelRecord.for_action(0, PowerAction.OFF, 0))
+                self.sel.add(SelRecord.for_action(0, PowerAction.OFF, 0))
             elif directive == 1:
                 self._on = True
-                self._add_sel(SelRecord.for_action(0, PowerAction.ON, 0))
+                self.sel.add(SelRecord.for_action(0, PowerAction.ON, 0))
             elif directive == 2:
                 self._on = False
-                self._add_sel(SelRecord.for_action(0, PowerAction.CYCLE, 0))
+                self.sel.add(SelRecord.for_action(0, PowerAction.CYCLE, 0))
                 self._later(self.cycle_delay, on=True)
             elif directive == 5:
-                self._add_sel(SelRecord.for_action(0, PowerAction.SOFT_OFF, 0))
+                self.sel.add(SelRecord.for_action(0, PowerAction.SOFT_OFF, 0))
                 if self._on:
                     self._later(self.soft_off_delay, on=False)
             elif directive == 3:  # hard reset: power stays as it is; sensor 0x1D offset 0x01
-                self._add_sel(
-                    SelRecord(0, RECORD_SYSTEM_EVENT, 0, sensor_type=SENSOR_SYSTEM_BOOT, data1=0x01)
-                )
+                self.sel.add(SelRecord(0, RECORD_SYSTEM_EVENT, 0, sensor_type=SENSOR_SYSTEM_BOOT, data1=0x01))
             return CC_OK
 
     def _later(self, delay: float, *, on: bool) -> None:
@@ -305,76 +326,6 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
             if generation == self._generation and not self._stopped:
                 self._on = on
                 self._timers.clear()
-
-    # -- System Event Log (IPMI 2.0 section 31) -----------------------------------------------------------
-
-    def _add_sel(self, template: SelRecord) -> None:
-        if len(self._sel) >= SEL_CAPACITY:
-            return
-        now = int(time.time())
-        record_id = self._sel[-1].record_id + 1 if self._sel else 1
-        self._sel.append(
-            SelRecord(
-                record_id,
-                template.record_type,
-                now,
-                sensor_type=template.sensor_type,
-                data1=template.data1,
-                data2=template.data2,
-                data3=template.data3,
-            )
-        )
-        self._last_add = now
-
-    def _sel_info(self, data: bytes) -> Reply:
-        with self._lock:
-            count = len(self._sel)
-            free = min((SEL_CAPACITY - count) * 16, 0xFFFF)
-            info = struct.pack("<BHHIIB", 0x51, count, free, self._last_add, self._last_erase, 0x02)
-        self.command_log.write(self.name, "sel_info", code=CC_OK)
-        return "sel_info", CC_OK, info
-
-    def _sel_reserve(self, data: bytes) -> Reply:
-        with self._lock:
-            self._reservation = self._reservation % 0xFFFF + 1
-            reservation = self._reservation
-        self.command_log.write(self.name, "sel_reserve", code=CC_OK)
-        return "sel_reserve", CC_OK, struct.pack("<H", reservation)
-
-    def _sel_entry(self, data: bytes) -> Reply:
-        code, reply = self._read_sel_entry(data)
-        self.command_log.write(self.name, "sel_entry", code=code)
-        return "sel_entry", code, reply
-
-    def _read_sel_entry(self, data: bytes) -> tuple[int, bytes]:
-        if len(data) < 6:
-            return CC_BAD_LENGTH, b""
-        reservation, record_id, offset, count = struct.unpack_from("<HHBB", data)
-        with self._lock:
-            records = list(self._sel)
-            current_reservation = self._reservation
-        if not records:
-            return CC_NOT_PRESENT, b""
-        if record_id == SEL_FIRST:
-            index = 0
-        elif record_id == SEL_LAST:
-            index = len(records) - 1
-        else:
-            found = [i for i, r in enumerate(records) if r.record_id == record_id]
-            if not found:
-                return CC_NOT_PRESENT, b""
-            index = found[0]
-        if (offset != 0 or count != 0xFF) and reservation != current_reservation:
-            return CC_BAD_RESERVATION, b""
-        if offset >= 16:
-            return CC_OUT_OF_RANGE, b""
-        next_id = records[index + 1].record_id if index + 1 < len(records) else SEL_LAST
-        body = records[index].pack()[offset : 16 if count == 0xFF else offset + count]
-        return CC_OK, struct.pack("<H", next_id) + body
-
-    def _sel_time(self, data: bytes) -> Reply:
-        self.command_log.write(self.name, "sel_time", code=CC_OK)
-        return "sel_time", CC_OK, struct.pack("<I", int(time.time()))
 
 
 def serve_forever(stop: threading.Event) -> None:

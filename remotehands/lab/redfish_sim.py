@@ -2,14 +2,14 @@
 
 ``serve_redfish(hosts, command_log, ca_dir, cycle_delay=...)`` issues a lab CA (``ca_dir/ca.pem``, for
 clients to pin), starts the service in a background thread and returns a ``RedfishLab``. System ids (and
-their managers' ids) are the host names. One service root means one session service for all systems:
-``POST /redfish/v1/SessionService/Sessions`` with ``UserName``/``Password`` answers 201 with an
-``X-Auth-Token`` and a ``Location``; DELETE of that location ends the session. Every other request, except
-the service root, needs a valid token or HTTP Basic credentials, or is answered 401.
+their managers' ids) are the host names. One service root means one session service for all systems
+(``remotehands.lab.redfish_sim_sessions``). Every request, except the service root and the login, needs a
+valid session token or HTTP Basic credentials, or is answered 401.
 
 Resources: ``Systems/{id}`` (GET, PATCH of ``Boot``), its ``Actions/ComputerSystem.Reset``,
 ``Managers/{id}/VirtualMedia/{USB1,CD}`` (GET, PATCH, and ``InsertMedia``/``EjectMedia`` on the CD). Power
-semantics and quirks are in ``remotehands.lab.redfish_sim_system``.
+semantics and quirks are in ``remotehands.lab.redfish_sim_system``. With ``pdus``, also rack PDUs and their
+switched outlets under ``PowerEquipment`` (``remotehands.lab.redfish_sim_pdu``).
 
 Every action, PATCH, session call and System GET is a line of the lab's command log, e.g.
 ``{"bmc": "esx-01", "command": "cycle", "via": "redfish", "reset_type": "PowerCycle", "status": 204}``
@@ -21,15 +21,10 @@ or ``basic``. HTTPS and keep-alive are ``remotehands.lab.redfish_sim_http``'s pa
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
-import hmac
 import logging
 import secrets
 import ssl
 import threading
-from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -37,6 +32,8 @@ from typing import Any
 from remotehands.lab.bmc_sim import CommandLog
 from remotehands.lab.lab_ca import issue_lab_tls
 from remotehands.lab.redfish_sim_http import Answer, TlsJsonServer
+from remotehands.lab.redfish_sim_pdu import PduOptions, PowerEquipment, SimulatedPdu, make_pdus
+from remotehands.lab.redfish_sim_sessions import SESSIONS, SessionService
 from remotehands.lab.redfish_sim_system import (
     COMMAND_FOR_RESET,
     RedfishFault,
@@ -49,22 +46,14 @@ log = logging.getLogger(__name__)
 
 ADDRESS = "127.0.0.1"
 ROOT = "/redfish/v1"
-SESSIONS = f"{ROOT}/SessionService/Sessions"
-
-
-@dataclass
-class _Sessions:
-    tokens: dict[str, str] = field(default_factory=dict)  # token -> session id
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    counter: int = 0
 
 
 class RedfishLab:
     """A running Redfish service of the lab. ``port``, ``ca_file``, ``username``/``password``, ``stop()``.
 
     ``systems`` maps each host name to its ``SimulatedSystem`` (tests switch quirks with
-    ``lab.systems[name].configure(...)``); ``drop_sessions()`` forgets every session token, as a BMC
-    that restarted or expired them would.
+    ``lab.systems[name].configure(...)``), ``pdus`` each PDU id to its ``SimulatedPdu``;
+    ``drop_sessions()`` forgets every session token, as a BMC that restarted or expired them would.
     """
 
     def __init__(
@@ -78,14 +67,17 @@ class RedfishLab:
         password: str,
         port: int = 0,
         service_name: str = "redfish",
+        pdus: dict[str, SimulatedPdu] | None = None,
     ) -> None:
         self.systems = systems
+        self.pdus = pdus or {}
         self.command_log = command_log
         self.ca_file = ca_file
         self.username = username
         self.password = password
         self.service_name = service_name
-        self._sessions = _Sessions()
+        self._sessions = SessionService(username, password, self._log, service_name)
+        self._power_equipment = PowerEquipment(self.pdus, self._log)
         self._server = TlsJsonServer((ADDRESS, port), self, tls)
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(
@@ -107,8 +99,7 @@ class RedfishLab:
 
     def drop_sessions(self) -> None:
         """Forget every session token: the next request with one is answered 401."""
-        with self._sessions.lock:
-            self._sessions.tokens.clear()
+        self._sessions.drop()
 
     @property
     def base_url(self) -> str:
@@ -135,7 +126,7 @@ class RedfishLab:
             if not parts and method == "GET":
                 return 200, self._root(), {}
             if parts == ["SessionService", "Sessions"] and method == "POST":
-                return self._login(body or {})
+                return self._sessions.login(body or {})
             auth = self._authenticate(headers, parts)
             return self._route(method, parts, body or {}, auth)
         except RedfishFault as fault:
@@ -143,7 +134,7 @@ class RedfishLab:
             return fault.status, fault.body(), extra
 
     def _root(self) -> dict[str, Any]:
-        return {
+        root = {
             "@odata.id": f"{ROOT}/",
             "@odata.type": "#ServiceRoot.v1_15_0.ServiceRoot",
             "Id": "RootService",
@@ -154,42 +145,15 @@ class RedfishLab:
             "SessionService": {"@odata.id": f"{ROOT}/SessionService"},
             "Links": {"Sessions": {"@odata.id": SESSIONS}},
         }
-
-    def _login(self, body: dict[str, Any]) -> Answer:
-        user, password = body.get("UserName"), body.get("Password")
-        if not (isinstance(user, str) and isinstance(password, str) and self._valid(user, password)):
-            self._log(self.service_name, "session_login", user=str(user), status=401)
-            raise base_fault(401, "ResourceAtUriUnauthorized", "The user name or password is not valid.")
-        token = secrets.token_hex(16)
-        with self._sessions.lock:
-            self._sessions.counter += 1
-            session_id = str(self._sessions.counter)
-            self._sessions.tokens[token] = session_id
-        self._log(self.service_name, "session_login", user=user, session=session_id, status=201)
-        location = f"{SESSIONS}/{session_id}"
-        payload = {"@odata.id": location, "Id": session_id, "Name": "User Session", "UserName": user}
-        return 201, payload, {"X-Auth-Token": token, "Location": location}
-
-    def _valid(self, user: str, password: str) -> bool:
-        return hmac.compare_digest(user.encode(), self.username.encode()) & hmac.compare_digest(
-            password.encode(), self.password.encode()
-        )
+        if self.pdus:
+            root["PowerEquipment"] = {"@odata.id": f"{ROOT}/PowerEquipment"}
+        return root
 
     def _authenticate(self, headers: Message, parts: list[str]) -> str:
         """The session id (or ``basic``) the request is made under; raises a 401 fault otherwise."""
-        token = headers.get("X-Auth-Token")
-        if token:
-            with self._sessions.lock:
-                session_id = self._sessions.tokens.get(token)
-            if session_id is not None:
-                return session_id
-        else:
-            scheme, _, encoded = (headers.get("Authorization") or "").partition(" ")
-            if scheme.lower() == "basic":
-                with contextlib.suppress(binascii.Error, UnicodeDecodeError):
-                    user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-                    if self._valid(user, password):
-                        return "basic"
+        auth = self._sessions.who(headers)
+        if auth is not None:
+            return auth
         bmc = parts[1] if len(parts) > 1 and parts[1] in self.systems else self.service_name
         self._log(bmc, "unauthorized", path="/".join(parts), status=401)
         raise base_fault(
@@ -199,7 +163,9 @@ class RedfishLab:
     def _route(self, method: str, parts: list[str], body: dict[str, Any], auth: str) -> Answer:
         head = parts[0]
         if head == "SessionService":
-            return self._session_service(method, parts, auth)
+            return self._sessions.answer(method, parts, auth)
+        if head == "PowerEquipment" and self.pdus:
+            return self._power_equipment.answer(method, parts[1:], body, auth)
         if head in ("Systems", "Managers") and len(parts) == 1:
             _only(method, "GET")
             members = [{"@odata.id": f"{ROOT}/{head}/{name}"} for name in self.systems]
@@ -217,37 +183,6 @@ class RedfishLab:
         if head == "Systems":
             return self._system(system, method, rest, body, auth)
         return self._manager(system, method, rest, body, auth)
-
-    def _session_service(self, method: str, parts: list[str], auth: str) -> Answer:
-        if len(parts) == 1:
-            _only(method, "GET")
-            return 200, {"@odata.id": f"{ROOT}/SessionService", "Sessions": {"@odata.id": SESSIONS}}, {}
-        if len(parts) == 2:
-            _only(method, "GET")
-            with self._sessions.lock:
-                ids = sorted(self._sessions.tokens.values(), key=int)
-            return (
-                200,
-                {"@odata.id": SESSIONS, "Members": [{"@odata.id": f"{SESSIONS}/{i}"} for i in ids]},
-                {},
-            )
-        _only(method, "GET", "DELETE")
-        session_id = parts[2]
-        with self._sessions.lock:
-            tokens = [t for t, s in self._sessions.tokens.items() if s == session_id]
-            if method == "DELETE":
-                for token in tokens:
-                    del self._sessions.tokens[token]
-        if not tokens:
-            raise base_fault(404, "ResourceMissingAtURI", f"There is no session {session_id}.")
-        if method == "GET":
-            return (
-                200,
-                {"@odata.id": f"{SESSIONS}/{session_id}", "Id": session_id, "UserName": self.username},
-                {},
-            )
-        self._log(self.service_name, "session_logout", session=session_id, by=auth, status=204)
-        return 204, None, {}
 
     def _system(
         self, system: SimulatedSystem, method: str, rest: list[str], body: dict[str, Any], auth: str
@@ -375,13 +310,16 @@ def serve_redfish(
     password: str | None = None,
     options: dict[str, SystemOptions] | None = None,
     powered_on: bool = True,
+    pdus: dict[str, list[str]] | None = None,
+    pdu_options: dict[str, PduOptions] | None = None,
 ) -> RedfishLab:
     """Start the lab's Redfish service for ``hosts`` (system ids = host names) on 127.0.0.1:``port`` (0: free).
 
     Writes a new lab CA to ``ca_dir/ca.pem`` (``RedfishLab.ca_file``) and the server's key and certificate
     beside it. ``password`` defaults to a random one (``RedfishLab.password``). ``options`` sets quirks per
-    host. Raises ``OSError`` when the port cannot be bound or ``ca_dir`` written, ``ValueError`` for a
-    duplicate host name.
+    host. ``pdus`` maps a rack PDU id to the names of its outlets (outlet 1 first; all on, power cycles
+    taking ``cycle_delay``), ``pdu_options`` sets what a PDU offers. Raises ``OSError`` when the port
+    cannot be bound or ``ca_dir`` written, ``ValueError`` for a duplicate host name.
     """
     if len(set(hosts)) != len(hosts):
         raise ValueError("host names must be unique: they are the Redfish system ids")
@@ -402,5 +340,6 @@ def serve_redfish(
         username=username,
         password=password or secrets.token_urlsafe(12),
         port=port,
+        pdus=make_pdus(pdus or {}, cycle_delay=cycle_delay, options=pdu_options),
     )
     return lab.start()

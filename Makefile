@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Debian packages the tests use (installed only when run as root; others must install them by hand).
-DEB_PACKAGES := ipmitool freeipmi-tools
+DEB_PACKAGES := ipmitool freeipmi-tools openipmi
 
 .PHONY: demo test lint typecheck unit deb-packages clean
 

@@ -124,3 +124,30 @@ def test_a_mac_that_does_not_come_back_fails_with_a_clear_reason(tmp_path, lab):
         reason = store.get_job(s, job_id).reason
     assert f"did not answer on 127.0.0.1:{silent}" in reason
     rt.db.dispose()
+
+
+def test_an_ipmi_bmc_not_declared_to_log_power_actions_is_cycled_off_then_on(tmp_path, lab):
+    import shutil
+
+    import yaml
+
+    from remotehands.config import Settings
+    from remotehands.runtime import Runtime
+    from tests.conftest import mark
+
+    inv = tmp_path / "inventory"
+    shutil.copytree(lab.inventory_dir, inv)
+    data = yaml.safe_load((inv / "hosts.yml").read_text())
+    power = data["all"]["children"]["lab1"]["children"]["lab1_r1"]["hosts"]["esx-06"]["power"]
+    assert power.pop("event_log") is True
+    (inv / "hosts.yml").write_text(yaml.safe_dump(data))
+    rt = Runtime(
+        Settings(db_url=f"sqlite:///{tmp_path / 'e.db'}", inventory=inv, log_file=tmp_path / "l.log")
+    )
+    m = mark(lab, "esx-06")
+    ticket_id = open_ticket(rt, "esx-06", params={"off_seconds": 0.2})
+    [job_id] = run_ticket(rt, ticket_id)
+    assert job_state(rt, job_id) == "succeeded"
+    changes = [e["command"] for e in m.commands() if e["command"] in ("cycle", "power_off", "power_on")]
+    assert changes == ["power_off", "power_on"]
+    rt.db.dispose()

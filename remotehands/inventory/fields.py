@@ -72,7 +72,7 @@ DEVICE_FIELDS = (
 PDU_FIELDS = (*DEVICE_FIELDS, "snmp", "stagger_seconds", "redfish_id", "tls_ca", "tls_insecure")
 HOST_FIELDS = tuple(sorted(set(SERVER_FIELDS) | set(PDU_FIELDS)))
 POWER_FIELDS: dict[str, tuple[str, ...]] = {
-    "ipmi": ("type", "address", "port", "credentials"),
+    "ipmi": ("type", "address", "port", "credentials", "event_log"),
     "redfish": ("type", "address", "port", "credentials", "system_id", "tls_ca", "tls_insecure"),
     "pdu-outlet": ("type", "pdu", "outlet", "outlet_name"),
     "manual": ("type",),
@@ -137,6 +137,10 @@ def power(spot: Spot, value: object) -> dict[str, object] | None:
         profile["credentials"] = credentials(
             spot.child("credentials"), value.get("credentials"), f"{need} credentials: {{username, password}}"
         )
+    if kind == "ipmi" and "event_log" in value:
+        if not isinstance(value["event_log"], bool):
+            spot.child("event_log").report("event_log must be true or false")
+        profile["event_log"] = value["event_log"]
     if kind == "redfish":
         if "system_id" in value:
             profile["system_id"] = text(spot.child("system_id"), value["system_id"], None)

@@ -72,6 +72,10 @@ class PowerProfile(_Model):
     system_id: str | None = None  # redfish: the member of /redfish/v1/Systems, when there are several
     tls_ca: str | None = None  # redfish: pinned CA bundle path
     tls_insecure: bool = False  # redfish: explicit, per-device exception to TLS verification
+    # ipmi: the BMC records every power action in its event log (SEL). Only then does a job send one native
+    # cycle and prove from the log, after a crash, whether it arrived; otherwise (the default, and e.g.
+    # OpenIPMI's ipmi_sim, whose SEL records nothing for chassis control) it cycles as off, dwell, on.
+    event_log: bool = False
 
 
 class Host(_Model):

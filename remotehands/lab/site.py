@@ -188,11 +188,9 @@ def write_inventory(
         }
 
     for name, h in lab["hosts"].items():
-        server(
-            name,
-            h["kind"],
-            {"type": "ipmi", "address": h["address"], "port": h["port"], "credentials": credentials},
-        )
+        # The lab BMCs record every power action in their SEL (bmc_sim_sel), so jobs may cycle natively.
+        ipmi = {"type": "ipmi", "address": h["address"], "port": h["port"], "credentials": credentials}
+        server(name, h["kind"], {**ipmi, "event_log": True})
     for name, h in lab["redfish"].items():
         server(
             name,

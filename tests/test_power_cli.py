@@ -85,3 +85,14 @@ def test_changes_need_a_ticket_that_covers_the_hosts_and_the_action(cli, lab):
 def test_rack_and_hosts_together_are_refused(cli):
     code, _, err = cli("power", "status", "esx-01", "--rack", "r1")
     assert code == 2 and "not both" in err
+
+
+def test_identify_lights_the_chassis_led_without_a_ticket(cli, lab):
+    m = mark(lab, "esx-03")
+    code, out, err = cli("power", "identify", "esx-03", "mac-01", "--seconds", "30", "--json")
+    assert code == 1, err  # mac-01 has no BMC to blink
+    rows = {r["host"]: r for r in json.loads(out)}
+    assert rows["esx-03"] == {"host": "esx-03", "identify": "30s", "error": ""}
+    assert "no IPMI power path" in rows["mac-01"]["error"]
+    assert [e["command"] for e in m.commands() if e["command"] == "identify"] == ["identify"]
+    assert not [e for e in m.commands() if e["command"] in ("cycle", "power_on", "power_off")]

@@ -124,6 +124,15 @@ class VirtualMedia(Protocol):
 
 
 @runtime_checkable
+class Identify(Protocol):
+    """Lights the chassis identify LED, so a technician finds the server in the rack."""
+
+    def identify(self, seconds: int | None) -> None:
+        """On for ``seconds`` (0: off), or until turned off (None)."""
+        ...
+
+
+@runtime_checkable
 class OutletIdentity(Protocol):
     """A power path that can say which outlet it drives (a PDU outlet's name), checked before acting."""
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 
+from remotehands.bmc.base import Identify
 from remotehands.bmc.paths import describe, open_first
 from remotehands.cli.common import current_user, print_table, runtime
 from remotehands.cli.output import JsonOption, SafeTable, emit
@@ -205,6 +206,48 @@ def _change(
     ]
     emit(rows, as_json, _render(rows, ("host", "job", "state", "result"), f"{action} for {t.id}"))
     if any(r["state"] != "succeeded" for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def identify(
+    hosts: list[str] = HostsArg,
+    seconds: int = typer.Option(60, "--seconds", min=0, max=255, help="How long to blink (0 turns it off)."),
+    forever: bool = typer.Option(False, "--on", help="Keep it on until turned off with --seconds 0."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Light the chassis identify LED so a technician finds the server in the rack (IPMI; no ticket needed:
+    it changes no power state). Exit 1 if any host could not do it."""
+    rt = runtime()
+    inv = rt.inventory()
+    chosen = select_hosts(inv, hosts, None, None)
+    if not chosen:
+        raise InvalidRequest("no hosts named", fix="name the hosts to identify")
+    rows: list[dict[str, str]] = []
+    for host in chosen:
+        path = next((p for p in host.power_paths if p.type == "ipmi"), None)
+        if path is None:
+            rows.append(
+                {"host": host.name, "identify": "-", "error": "no IPMI power path (identify needs a BMC)"}
+            )
+            continue
+        try:
+            driver = rt.power_driver(host, path)
+            try:
+                if not isinstance(driver, Identify):
+                    raise InvalidRequest(
+                        f"the {driver.name} driver of {host.name} cannot light an identify LED"
+                    )
+                driver.identify(None if forever else seconds)
+            finally:
+                driver.close()
+        except RemoteHandsError as exc:
+            rows.append({"host": host.name, "identify": "-", "error": str(exc)})
+            continue
+        state = "on" if forever else ("off" if seconds == 0 else f"{seconds}s")
+        rows.append({"host": host.name, "identify": state, "error": ""})
+    emit(rows, as_json, _render(rows, ("host", "identify", "error"), "identify"))
+    if any(r["error"] for r in rows):
         raise typer.Exit(1)
 
 

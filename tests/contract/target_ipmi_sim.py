@@ -57,9 +57,7 @@ def _sets(log: Path) -> list[tuple[float, str]]:
 
 
 def _cycles(sets: list[tuple[float, str]]) -> int:
-    return sum(
-        1 for (t0, a), (t1, b) in itertools.pairwise(sets) if a == "0" and b == "1" and t1 - t0 < 3
-    )
+    return sum(1 for (t0, a), (t1, b) in itertools.pairwise(sets) if a == "0" and b == "1" and t1 - t0 < 3)
 
 
 @pytest.fixture(scope="session")

@@ -56,7 +56,8 @@ def setup_logging() -> str | None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    for noisy in ("alembic", "pyghmi"):
+    # redfish logs every request at INFO and its X-Auth-Token at DEBUG: keep it to warnings.
+    for noisy in ("alembic", "pyghmi", "redfish"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return str(path)
 

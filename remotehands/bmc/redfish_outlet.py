@@ -25,14 +25,14 @@ import threading
 import time
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from remotehands.bmc.base import PowerAction, PowerState
 from remotehands.bmc.redfish_connection import RedfishConnection, Reply
-from remotehands.bmc.redfish_errors import BUSY_FIX, BUSY_STATUSES
 from remotehands.bmc.redfish_models import ActionInfo, Collection
 from remotehands.bmc.redfish_pool import RedfishSessionPool
-from remotehands.errors import ActionFailed, DeviceRefused, DeviceUnreachable, InternalError
+from remotehands.bmc.redfish_replies import check_reply, parse_reply
+from remotehands.errors import ActionFailed, DeviceRefused, InternalError
 
 log = logging.getLogger(__name__)
 
@@ -312,27 +312,10 @@ class RedfishOutlet:
         return self._parse(model, self._check(self._connection.request("GET", uri, what), what), what)
 
     def _parse(self, model: type[M], reply: Reply, what: str) -> M:
-        try:
-            return model.model_validate_json(reply.body)
-        except ValidationError as exc:
-            raise DeviceRefused(
-                f"Redfish PDU {self.device} answered with a payload that is not the expected resource ({what}): "
-                f"{exc.error_count()} problem(s), first: {exc.errors()[0]['msg']}",
-                fix="the PDU firmware misbehaves; update it, or drive the PDU over SNMP",
-            ) from exc
+        return parse_reply(model, reply, what, device=self.device, role="PDU")
 
     def _check(self, reply: Reply, what: str) -> Reply:
-        if reply.ok:
-            return reply
-        if reply.status in BUSY_STATUSES:
-            raise DeviceUnreachable(
-                f"Redfish PDU {self.device} is busy and did not {what}: {reply.describe()}", fix=BUSY_FIX
-            )
-        raise DeviceRefused(
-            f"{self.name}: the PDU refused to {what}: {reply.describe()}",
-            fix="the PDU does not support this or rejected its data; check its firmware, or use another power "
-            "path for this host in the inventory",
-        )
+        return check_reply(reply, what, device=self.device, role="PDU")
 
 
 def _ids(collection: Collection) -> str:

@@ -16,13 +16,13 @@ import time
 from collections.abc import Iterator
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from remotehands.bmc import redfish_quirks as quirks
 from remotehands.bmc.redfish_connection import RedfishConnection, Reply
-from remotehands.bmc.redfish_errors import BUSY_FIX, BUSY_STATUSES
 from remotehands.bmc.redfish_models import ActionInfo, Collection, ComputerSystem
-from remotehands.errors import DeviceRefused, DeviceUnreachable, RetryableError
+from remotehands.bmc.redfish_replies import check_reply, parse_reply
+from remotehands.errors import DeviceRefused, RetryableError
 
 log = logging.getLogger(__name__)
 
@@ -116,29 +116,12 @@ class RedfishSystem:
         return self.parse(model, self.check(self.request("GET", uri, what), what), what)
 
     def parse(self, model: type[M], reply: Reply, what: str) -> M:
-        try:
-            return model.model_validate_json(reply.body)
-        except ValidationError as exc:
-            raise DeviceRefused(
-                f"Redfish BMC {self.device} answered with a payload that is not the expected resource ({what}): "
-                f"{exc.error_count()} problem(s), first: {exc.errors()[0]['msg']}",
-                fix="the BMC firmware misbehaves; update it, or use another power path for this host",
-            ) from exc
+        """The reply's body as ``model``; raises ``DeviceRefused`` when it is not that resource."""
+        return parse_reply(model, reply, what, device=self.device, role="BMC")
 
     def check(self, reply: Reply, what: str) -> Reply:
         """``reply`` when it is a success; else ``DeviceUnreachable`` (busy, 5xx) or ``DeviceRefused``."""
-        if reply.ok:
-            return reply
-        if reply.status in BUSY_STATUSES:
-            raise DeviceUnreachable(
-                f"Redfish BMC {self.device} is busy and did not {what}: {reply.describe()}",
-                fix=BUSY_FIX,
-            )
-        raise DeviceRefused(
-            f"Redfish BMC {self.device} refused to {what}: {reply.describe()}",
-            fix="the BMC does not support this or rejected its data; check the BMC firmware, or use another "
-            "power path for this host in the inventory",
-        )
+        return check_reply(reply, what, device=self.device, role="BMC")
 
     def retrying(
         self, delays: tuple[float, ...], method: str, uri: str, what: str, body: dict[str, object]

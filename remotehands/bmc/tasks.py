@@ -15,16 +15,17 @@ Outlets of one PDU strip are switched on at least ``stagger_seconds`` apart, acr
 from __future__ import annotations
 
 import json
-import socket
 import time
 from datetime import timedelta
 from typing import Any
 
 from remotehands.bmc.base import PowerAction, PowerDriver, PowerEvidence, PowerState
 from remotehands.bmc.paths import describe, open_first, open_index
-from remotehands.errors import NotApproved, RemoteHandsError, VerificationFailed
+from remotehands.bmc.reachable import WaitReachable
+from remotehands.errors import RemoteHandsError, VerificationFailed
 from remotehands.inventory.models import PowerProfile
-from remotehands.jobs import actions, store
+from remotehands.jobs import actions, slots
+from remotehands.jobs.approval import CheckApproval
 from remotehands.jobs.steps import Done, Reconciled, Step, StepContext, Verdict, Wait
 from remotehands.jobs.store import now
 
@@ -58,25 +59,10 @@ def _stagger(ctx: StepContext) -> Wait | None:
     if profile.type != "pdu-outlet" or profile.pdu is None:
         return None
     pdu = ctx.runtime.inventory().pdu(profile.pdu)
-    retry_at = store.claim_device_slot(ctx.runtime.db, f"pdu:{pdu.name}", pdu.stagger_seconds)
+    retry_at = slots.claim_device_slot(ctx.runtime.db, f"pdu:{pdu.name}", pdu.stagger_seconds)
     if retry_at is None:
         return None
     return Wait(retry_at, f"staggering outlets of {pdu.name} ({pdu.stagger_seconds:g}s apart)")
-
-
-class CheckApproval(Step):
-    name = "check-approval"
-    description = "re-read the ticket's approval at its own ticket system"
-    idempotent = True
-
-    def run(self, ctx: StepContext) -> Done:
-        approval = ctx.runtime.tickets.approval(ctx.ticket_id)
-        if not approval.approved:
-            raise NotApproved(
-                f"{ctx.ticket_id} is no longer approved at its ticket system",
-                fix="have it approved again, then re-run the ticket",
-            )
-        return Done(f"{ctx.ticket_id} approved by {approval.approver}")
 
 
 class ReadPower(Step):
@@ -330,53 +316,6 @@ class ConfirmPower(Step):
             how = "went off and came back on" if ctx.data.get("seen_off") else "is back on after the cycle"
             return Done(f"confirmed: {ctx.target} {how} (read back {ctx.data['confirm_polls']}x)")
         return result
-
-
-BOOT_TIMEOUT_S = 900.0  # a Mac takes one to three minutes to boot; an update may add several
-
-
-def ssh_banner(address: str, port: int, timeout: float = 2.0) -> str | None:
-    """The SSH server's banner at ``address:port``, or None when nothing (or not SSH) answers."""
-    try:
-        with socket.create_connection((address, port), timeout=timeout) as conn:
-            conn.settimeout(timeout)
-            line = conn.recv(256).split(b"\r\n", 1)[0]
-    except OSError:
-        return None
-    return line.decode(errors="replace") if line.startswith(b"SSH-") else None
-
-
-class WaitReachable(Step):
-    """A Mac on a PDU outlet: the outlet reading "on" does not prove the Mac booted, so wait until its
-    SSH port answers with an SSH banner. Other hosts are confirmed by their BMC's power state alone."""
-
-    name = "wait-reachable"
-    description = "wait until the host answers on its SSH port (Macs)"
-    idempotent = True
-
-    def run(self, ctx: StepContext) -> Done | Wait:
-        host = ctx.host()
-        if not host.kind.startswith("mac") or ctx.data.get("mode") == MANUAL:
-            return Done("not needed for this host", quiet=True)
-        if ctx.data.get("sent") is None:
-            return Done("nothing was switched", quiet=True)
-        banner = ssh_banner(host.mgmt_address, host.ssh_port)
-        polls = int(ctx.data.get("ssh_polls", 0)) + 1
-        ctx.data["ssh_polls"] = polls
-        started = float(ctx.data.get("sent_at") or time.time())
-        if banner is not None:
-            return Done(
-                f"{host.name} is back: SSH answers on {host.mgmt_address}:{host.ssh_port} "
-                f"{time.time() - started:.1f}s after power on"
-            )
-        limit = float(ctx.params.get("boot_timeout", BOOT_TIMEOUT_S))
-        if time.time() - started > limit:
-            raise VerificationFailed(
-                f"{host.name} has power but did not answer on {host.mgmt_address}:{host.ssh_port} within {limit:.0f}s",
-                fix="look at the Mac's screen (KVM or a technician): it may be stuck at boot or in recoveryOS",
-            )
-        delay = min(0.25 * 2 ** min(polls, 5), 10.0)
-        return Wait(now() + timedelta(seconds=delay), f"waiting for {host.name} to answer on SSH")
 
 
 def cycle_steps() -> list[Step]:

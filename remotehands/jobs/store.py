@@ -23,7 +23,7 @@ from remotehands.db import Database
 from remotehands.errors import NotApproved, NotPermitted, TargetBusy
 from remotehands.jobs import actions, outbox
 from remotehands.jobs.states import ACTIVE, TERMINAL, JobEvent, JobState, next_state
-from remotehands.jobs.tables import DeviceSlot, Job, JobStep
+from remotehands.jobs.tables import Job, JobStep
 from remotehands.tickets.base import Ticket, TicketStatus
 
 
@@ -297,31 +297,6 @@ def confirm_manual(db: Database, job_id: int, actor: str) -> None:
         job.confirmed_at = now()
         job.next_run_at = now()
         audit.append(s, actor, "job.confirm", f"job-{job_id}")
-
-
-def claim_device_slot(db: Database, device: str, spacing: float) -> datetime | None:
-    """Take the next switching slot of a shared device (a PDU strip): None when taken now, else the time
-    at which to try again. Consecutive slots are at least ``spacing`` seconds apart, across all workers."""
-    stamp = now()
-    with db.session() as s:
-        taken = s.execute(
-            update(DeviceSlot)
-            .where(DeviceSlot.device == device, DeviceSlot.next_at <= stamp)
-            .values(next_at=stamp + timedelta(seconds=spacing))
-            .execution_options(synchronize_session=False)
-        )
-        if taken.rowcount == 1:  # type: ignore[attr-defined]
-            return None
-        slot = s.get(DeviceSlot, device)
-        if slot is None:
-            s.add(DeviceSlot(device=device, next_at=stamp + timedelta(seconds=spacing)))
-            try:
-                s.flush()
-            except IntegrityError:
-                s.rollback()
-                return stamp + timedelta(seconds=min(spacing, 1.0))
-            return None
-        return aware(slot.next_at)
 
 
 def finish(session: Session, job: Job, event: JobEvent, reason: str) -> None:

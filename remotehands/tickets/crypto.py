@@ -39,7 +39,7 @@ class TicketCipher:
             except ValueError as exc:
                 raise ConfigError(
                     "ticket_key does not hold a valid Fernet key",
-                    fix="generate one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'",
+                    fix="generate one with cryptography's Fernet.generate_key() and reference it (env:, file: or vault:)",
                 ) from exc
         return self._fernet
 

@@ -12,6 +12,10 @@ defaults apply. Every key can be overridden by an environment variable ``RH_<KEY
     lease_seconds   RH_LEASE_SECONDS   60                how long a worker's claim on a job lasts unrenewed
     bmc_timeout     RH_BMC_TIMEOUT     5                 seconds to wait for one BMC answer before calling it unreachable
     log_file        RH_LOG_FILE        ~/.local/state/remotehands/remotehands.log
+    builtin_webhook_secret  RH_BUILTIN_WEBHOOK_SECRET  reference to the HMAC key of builtin webhooks
+    webhook_tolerance       RH_WEBHOOK_TOLERANCE       300   seconds a signed webhook's timestamp may be off
+
+External ticket systems are tables in the file only (``[ticket_systems.<name>]``, see ``TicketSystemConfig``).
 
 Secrets are never written in settings: ``ticket_key`` is a reference resolved at the moment of use.
 """
@@ -21,17 +25,38 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from remotehands.errors import ConfigError
+from remotehands.tickets.extract import FieldMap
 
 
 def state_dir() -> Path:
     """Where remotehands keeps its database and logs by default (XDG state dir)."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "remotehands"
+
+
+class TicketSystemConfig(BaseModel):
+    """One external ticket system. Credentials and the webhook key are references (env:/file:/vault:)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["jira", "servicenow", "zendesk", "rt"]
+    url: str = Field(pattern=r"^https?://")
+    user: str | None = None  # Jira: account e-mail; ServiceNow: user name; Zendesk: agent e-mail
+    token: str | None = None  # reference: API token (Jira, Zendesk, RT) or password (ServiceNow)
+    webhook_secret: str | None = None  # reference: the key the system signs its webhooks with
+    tls_ca: str | None = None  # a pinned CA bundle for this system
+    tls_insecure: bool = False  # explicit exception to TLS verification, for this system only
+    fields: FieldMap = FieldMap()
+    customer: str = "provider"  # when no field maps the customer
+    subscription: str = "provider"  # when no field maps the subscription
+    # Our status -> the system's status name, where the default mapping of the adapter does not fit.
+    statuses: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)  # adapter-specific, documented per adapter
 
 
 class Settings(BaseModel):
@@ -46,6 +71,9 @@ class Settings(BaseModel):
     lease_seconds: int = 60
     bmc_timeout: float = 5.0
     log_file: Path | None = None
+    builtin_webhook_secret: str | None = None
+    webhook_tolerance: int = 300
+    ticket_systems: dict[str, TicketSystemConfig] = Field(default_factory=dict)
     source: str = "defaults"
 
     @field_validator("workers", "lease_seconds", "bmc_timeout")
@@ -73,7 +101,10 @@ _KEYS = (
     "workers",
     "lease_seconds",
     "log_file",
+    "builtin_webhook_secret",
+    "webhook_tolerance",
 )
+_FILE_ONLY_KEYS = ("ticket_systems",)
 
 
 def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None) -> Settings:
@@ -101,11 +132,11 @@ def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None
             raise ConfigError(
                 f"{path}: not valid TOML: {exc}", fix="fix the syntax at the line named"
             ) from exc
-        unknown = sorted(set(data) - set(_KEYS))
+        unknown = sorted(set(data) - set(_KEYS) - set(_FILE_ONLY_KEYS))
         if unknown:
             raise ConfigError(
                 f"{path}: unknown setting(s) {', '.join(unknown)}",
-                fix=f"known settings are {', '.join(_KEYS)}",
+                fix=f"known settings are {', '.join(_KEYS + _FILE_ONLY_KEYS)}",
             )
         values.update(data)
         source = str(path)
@@ -122,7 +153,8 @@ def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
+        origin = source if str(first["loc"][0]) in _FILE_ONLY_KEYS else f"{source} or RH_{field.upper()}"
         raise ConfigError(
-            f"setting {field} (from {source} or RH_{field.upper()}): {first['msg']}",
+            f"setting {field} (from {origin}): {first['msg']}",
             fix="see the settings table in README.md",
         ) from None

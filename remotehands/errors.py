@@ -17,13 +17,15 @@ somebody has to remember to set.
     │   ├── NotApproved              the ticket is not approved at its own system
     │   ├── SelfApproval             the approver is the requester
     │   ├── WrongSubscription        a customer's ticket targets a host outside its subscription
-    │   └── TargetBusy               another active job holds the target (carries the blocking job id)
+    │   ├── TargetBusy               another active job holds the target (carries the blocking job id)
+    │   └── NotAuthenticated         an API token or webhook signature is missing, wrong or stale (HTTP 401)
     ├── ActionFailed                 the equipment did not do what was asked (exit 1)
     │   ├── RetryableError           transient: timeouts, busy BMC, ticket system down; try again later
     │   │   ├── DeviceUnreachable    no answer from a BMC/PDU/device (may be a dead BMC)
     │   │   └── TicketSystemUnavailable
     │   ├── FatalError               retrying cannot help
     │   │   ├── DeviceRefused        the device answered and refused (bad credentials, unsupported command)
+    │   │   ├── TicketSystemRefused  the ticket system answered and refused (credentials, a field it rejects)
     │   │   └── VerificationFailed   the action ran but the read-back does not show the expected state
     │   └── NeedsOperator            a human must look (e.g. a crash left it unknown whether a cycle was sent)
     └── InternalError                a bug in remotehands; the CLI logs the traceback and shows one line
@@ -151,6 +153,10 @@ class TargetBusy(NotPermitted):
         )
 
 
+class NotAuthenticated(NotPermitted):
+    """The caller could not be authenticated: no or unknown API token, a bad or stale webhook signature."""
+
+
 class ActionFailed(RemoteHandsError):
     """The equipment or a system we depend on did not do what was asked."""
 
@@ -177,6 +183,10 @@ class FatalError(ActionFailed):
 
 class DeviceRefused(FatalError):
     """The device answered and refused: bad credentials, unsupported command, invalid parameter."""
+
+
+class TicketSystemRefused(FatalError):
+    """The ticket system answered and refused: bad credentials, no permission, a field or value it rejects."""
 
 
 class VerificationFailed(FatalError):

@@ -134,6 +134,12 @@ class TicketSystem(Protocol):
     def attach(self, ticket_id: str, name: str, data: bytes, *, event_key: str | None = None) -> None: ...
 
 
+def event_marker(event_key: str) -> str:
+    """The tag an external adapter appends to a comment it writes, so a redelivery can find it and write
+    nothing twice (external systems have no idempotency keys of their own)."""
+    return f"[remotehands:{event_key}]"
+
+
 def parse_builtin_id(ticket_id: str | int) -> int:
     """``RH-12``, ``rh-12`` or ``12`` -> 12; raises ``TicketNotFound`` for anything else."""
     text = str(ticket_id).strip().upper().removeprefix("RH-")

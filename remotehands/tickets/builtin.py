@@ -160,6 +160,19 @@ class BuiltinTickets:
             row.approved_at = row.updated_at = now()
             audit.append(s, approver, "ticket.approve", ticket_id)
 
+    def revoke(self, ticket_id: str, who: str, *, reason: str = "revoked") -> None:
+        """Withdraw a ticket's approval: it goes back to new and its jobs stop at their next approval check.
+        Raises ``NotPermitted`` when the ticket is resolved or closed."""
+        with self._db.session() as s:
+            row = self._row(s, ticket_id)
+            if row.status in (TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value):
+                raise NotPermitted(f"{ticket_id} is {row.status}; there is nothing to revoke")
+            row.status = TicketStatus.NEW.value
+            row.approver = None
+            row.approved_at = None
+            row.updated_at = now()
+            audit.append(s, who, "ticket.revoke", ticket_id, {"reason": reason})
+
     # -- the TicketSystem interface -----------------------------------------------------------------
 
     def get(self, ticket_id: str, *, reveal: bool = True) -> Ticket:

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 from remotehands.bmc.base import PowerDriver
 from remotehands.config import Settings, load_settings
 from remotehands.db import Database
+from remotehands.errors import ConfigError
 from remotehands.inventory.models import Host, Inventory, PowerProfile
+from remotehands.tickets.base import TicketSystem
 from remotehands.tickets.builtin import BuiltinTickets
 from remotehands.tickets.crypto import TicketCipher
 
@@ -26,6 +28,7 @@ class Runtime:
         self._inventory: Inventory | None = None
         self._inventory_stamp: float | None = None
         self._lock = threading.Lock()
+        self._systems: dict[str, TicketSystem] = {}
 
     @cached_property
     def cipher(self) -> TicketCipher:
@@ -42,6 +45,28 @@ class Runtime:
         from remotehands.jobs import actions
 
         return BuiltinTickets(self.db, self.cipher, actions.names())
+
+    def ticket_system(self, name: str) -> TicketSystem:
+        """The adapter of ticket system ``name``: ``builtin`` or a ``[ticket_systems.<name>]`` of the settings.
+
+        Raises ``ConfigError`` for a name the settings do not define."""
+        if name == "builtin":
+            return self.tickets
+        with self._lock:
+            if name not in self._systems:
+                config = self.settings.ticket_systems.get(name)
+                if config is None:
+                    raise ConfigError(
+                        f"ticket system {name!r} is not configured",
+                        fix="add a [ticket_systems."
+                        + name
+                        + "] table to remotehands.toml; configured: "
+                        + ", ".join(["builtin", *sorted(self.settings.ticket_systems)]),
+                    )
+                from remotehands.tickets import registry
+
+                self._systems[name] = registry.build(name, config)
+            return self._systems[name]
 
     @property
     def inventory_path(self) -> Path:

@@ -206,7 +206,7 @@ def test_operator_retry_of_a_needs_operator_job(rt, lab):
     run_ticket(rt, ticket_id)
     assert job_state(rt, job_id) == "succeeded"
     assert len(m.commands("cycle")) == 1
-    outbox.deliver(rt.db, rt.tickets)
+    outbox.deliver(rt.db, rt.ticket_system)
     assert rt.tickets.get(ticket_id).status is TicketStatus.RESOLVED
     with pytest.raises(NotPermitted):
         store.request_retry(rt.db, job_id, "dave")

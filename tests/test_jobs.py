@@ -107,7 +107,7 @@ def test_cancel_during_a_wait(rt, lab):
     state = store.request_cancel(rt.db, job_id, "carol")
     assert state.value == "cancelled"
     assert job_state(rt, job_id) == "cancelled"
-    outbox.deliver(rt.db, rt.tickets)
+    outbox.deliver(rt.db, rt.ticket_system)
     assert rt.tickets.get(ticket_id).status is TicketStatus.NEEDS_ATTENTION
     assert "cancelled by carol" in rt.tickets.comments(ticket_id)[-1].body
 
@@ -134,8 +134,8 @@ def test_outbox_retries_while_the_ticket_system_is_down_and_loses_nothing(rt, la
     mocker.patch.object(rt.tickets, "set_status", side_effect=real_status)
     later = store.now() + timedelta(hours=1)
     mocker.patch("remotehands.jobs.outbox._now", return_value=later)
-    outbox.deliver(rt.db, rt.tickets)
-    outbox.deliver(rt.db, rt.tickets)  # a second pass delivers nothing twice
+    outbox.deliver(rt.db, rt.ticket_system)
+    outbox.deliver(rt.db, rt.ticket_system)  # a second pass delivers nothing twice
     assert outbox.pending(rt.db, ticket_id) == 0
     bodies = [c.body for c in rt.tickets.comments(ticket_id)]
     assert len(bodies) == len(set(bodies))

@@ -61,7 +61,7 @@ def test_manual_power_asks_a_technician_and_waits_for_confirmation(tmp_path, lab
     executor = LocalExecutor(rt, poll=0.02)
     try:
         assert executor.run_until(lambda: job_state(rt, job_id) == "waiting", timeout=20)
-        outbox.deliver(rt.db, rt.tickets)
+        outbox.deliver(rt.db, rt.ticket_system)
         asks = [c.body for c in rt.tickets.comments(ticket_id) if "TECHNICIAN NEEDED" in c.body]
         assert len(asks) == 1 and f"remotehands jobs confirm {job_id}" in asks[0] and "rack r1" in asks[0]
         store.confirm_manual(rt.db, job_id, "tina")

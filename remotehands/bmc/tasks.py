@@ -274,6 +274,7 @@ class SendOn(Step):
     name = "send-on"
     description = "off-on cycle: after the dwell, power the host back on"
     idempotent = True
+    changes_equipment = True
 
     def run(self, ctx: StepContext) -> Done | Wait:
         if ctx.data.get("mode") != OFF_ON:
@@ -289,6 +290,7 @@ class SendPower(ManualStep):
     """power.on / power.off: read, and send only when the host is not already there."""
 
     description = "send the power command when needed"
+    changes_equipment = True
 
     def __init__(self, action: PowerAction) -> None:
         super().__init__(action, f"send-{action.value.replace('_', '-')}")

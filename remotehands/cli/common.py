@@ -18,28 +18,6 @@ def current_user() -> str:
     return os.environ.get("RH_USER") or getpass.getuser()
 
 
-def ticket_dict(t: Ticket) -> dict[str, object]:
-    return {
-        "id": t.id,
-        "type": t.type.value,
-        "severity": int(t.severity),
-        "severity_meaning": t.severity.meaning,
-        "status": t.status.value,
-        "title": t.title,
-        "description": t.description,
-        "sensitive": t.sensitive,
-        "customer": t.customer,
-        "subscription": t.subscription,
-        "site": t.site,
-        "requester": t.requester,
-        "approver": t.approver,
-        "action": t.request.action,
-        "targets": list(t.request.targets),
-        "params": t.request.params,
-        "received_at": t.received_at.isoformat(),
-    }
-
-
 def ticket_table(tickets: list[Ticket], title: str) -> SafeTable:
     table = SafeTable(title=title)
     for col in ("id", "sev", "type", "status", "site", "customer", "action", "targets", "title", "received"):

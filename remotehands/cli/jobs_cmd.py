@@ -15,46 +15,12 @@ from remotehands.jobs import store
 from remotehands.jobs.executor import LocalExecutor
 from remotehands.jobs.states import ACTIVE, TERMINAL, JobState
 from remotehands.jobs.tables import Job, JobStep
+from remotehands.jobs.views import job_dict
 from remotehands.runtime import Runtime
 
 app = typer.Typer(help="Jobs: list, show, follow and cancel.", no_args_is_help=True)
 
 SETTLED = TERMINAL | {JobState.NEEDS_OPERATOR}
-
-
-def job_dict(job: Job, steps: list[JobStep] | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": job.id,
-        "ticket": job.ticket_id,
-        "action": job.action,
-        "target": job.target,
-        "state": job.state,
-        "purpose": job.purpose,
-        "reason": job.reason,
-        "step_index": job.step_index,
-        "site": job.site,
-        "created_at": job.created_at,
-        "next_run_at": job.next_run_at,
-        "lease_owner": job.lease_owner,
-        "cancel_requested": job.cancel_requested,
-    }
-    if steps is not None:
-        data["steps"] = [
-            {
-                "index": st.idx + 1,
-                "name": st.name,
-                "attempt": st.attempt,
-                "status": st.status,
-                "result": st.result,
-                "seconds": round(
-                    (store.aware(st.finished_at) - store.aware(st.started_at)).total_seconds(), 3
-                )
-                if st.finished_at
-                else None,
-            }
-            for st in steps
-        ]
-    return data
 
 
 def _load(rt: Runtime, job_id: int) -> tuple[Job, list[JobStep]]:

@@ -89,9 +89,10 @@ def demo(
 ) -> None:
     """Lab up; a ticket to power-cycle a server (IPMI) and a Mac (PDU outlet), opened by one user and
     approved by another, run and verified; its trail."""
-    from remotehands.cli.jobs_cmd import StepPrinter, job_dict
+    from remotehands.cli.jobs_cmd import StepPrinter
     from remotehands.jobs import store
     from remotehands.jobs.executor import LocalExecutor
+    from remotehands.jobs.views import job_dict
     from remotehands.lab.process import read_bmc_log, read_outlet_log, start_lab, stop_lab
     from remotehands.runtime import Runtime
     from remotehands.tickets.base import Severity, TaskRequest, TicketType

@@ -15,7 +15,15 @@ import typer
 from typer.exceptions import TyperException
 
 from remotehands import redaction
-from remotehands.cli import audit_cmd, inventory_cmd, jobs_cmd, lab_cmd, power_cmd, tickets_cmd
+from remotehands.cli import (
+    audit_cmd,
+    inventory_cmd,
+    jobs_cmd,
+    lab_cmd,
+    power_cmd,
+    serve_cmd,
+    tickets_cmd,
+)
 from remotehands.cli.output import err_console
 from remotehands.config import load_settings
 from remotehands.errors import ConfigError, RemoteHandsError
@@ -34,9 +42,11 @@ app.add_typer(power_cmd.app, name="power")
 app.add_typer(inventory_cmd.app, name="inventory")
 app.add_typer(lab_cmd.app, name="lab")
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(serve_cmd.tokens, name="tokens")
 app.command("run")(jobs_cmd.run)
 app.command("worker")(jobs_cmd.worker)
 app.command("demo")(lab_cmd.demo)
+app.command("serve")(serve_cmd.serve)
 
 log = logging.getLogger("remotehands")
 
@@ -57,7 +67,7 @@ def setup_logging() -> str | None:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     # redfish logs every request at INFO and its X-Auth-Token at DEBUG: keep it to warnings.
-    for noisy in ("alembic", "pyghmi", "redfish"):
+    for noisy in ("alembic", "pyghmi", "redfish", "httpx", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return str(path)
 

@@ -6,12 +6,13 @@ import json
 
 import typer
 
-from remotehands.cli.common import current_user, print_table, runtime, ticket_dict, ticket_table
+from remotehands.cli.common import current_user, print_table, runtime, ticket_table
 from remotehands.cli.output import JsonOption, emit, say
 from remotehands.errors import InvalidRequest
 from remotehands.inventory.models import PROVIDER
 from remotehands.tickets.base import Severity, TaskRequest, TicketType
 from remotehands.tickets.builtin import NewTicket
+from remotehands.tickets.views import ticket_dict
 
 app = typer.Typer(
     help="Builtin tickets: create, approve, show, list, and the work queue.", no_args_is_help=True

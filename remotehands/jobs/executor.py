@@ -65,7 +65,7 @@ class LocalExecutor:
                 self._running[job_id] = self._pool.submit(runner.advance, self.runtime, job_id, self.owner)
                 started += 1
                 free -= 1
-            outbox.deliver(db, self.runtime.tickets, owner=self.owner)
+            outbox.deliver(db, self.runtime.ticket_system, owner=self.owner)
         except RetryableError as exc:
             log.warning("executor: %s", exc)
             return 0
@@ -85,7 +85,7 @@ class LocalExecutor:
             if on_tick:
                 on_tick()
             if done() and not self._running_any():
-                outbox.deliver(self.runtime.db, self.runtime.tickets, owner=self.owner)
+                outbox.deliver(self.runtime.db, self.runtime.ticket_system, owner=self.owner)
                 return True
             if deadline is not None and time.monotonic() > deadline:
                 return False

@@ -6,11 +6,17 @@ Events of one ticket are delivered strictly in the order written: a ticket whose
 is not yet due (it failed and is backing off) gets nothing delivered, and a ticket is delivered by one
 deliverer at a time (a claim on its oldest event), so a worker and a foreground ``run`` never interleave.
 Events of a sensitive ticket are stored encrypted.
+
+An external ticket system (one whose adapter sets ``coalesce_comments``) gets consecutive comments as one:
+the run of comment events written within ``COALESCE`` of the oldest is sent, once that window has passed,
+as a single comment keyed by the oldest event, so a redelivery finds it and the batch is the same every
+time (nothing can join a closed window). A ticket's trail there reads as a few comments, not one per step.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select, update
@@ -27,6 +33,9 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(minutes=10)
 CLAIM = timedelta(seconds=60)
+COALESCE = timedelta(seconds=10)
+
+Systems = Callable[[str], TicketSystem]
 
 
 def _now() -> datetime:
@@ -77,23 +86,30 @@ def enqueue(
     )
 
 
-def deliver(db: Database, tickets: TicketSystem, *, owner: str = "", limit: int = 200) -> int:
-    """Deliver due events, per ticket in the order written; returns how many were delivered."""
+def deliver(db: Database, systems: Systems, *, owner: str = "", limit: int = 200) -> int:
+    """Deliver due events, per ticket in the order written; returns how many were delivered.
+
+    ``systems(name)`` gives the adapter of a ticket system by name."""
     with db.session() as s:
         pending = s.execute(
-            select(OutboxEvent.id, OutboxEvent.ticket_id)
+            select(OutboxEvent.id, OutboxEvent.ticket_system, OutboxEvent.ticket_id)
             .where(OutboxEvent.delivered_at.is_(None))
             .order_by(OutboxEvent.id)
             .limit(limit)
         ).all()
-    first_of: dict[str, int] = {}
-    for event_id, ticket_id in pending:
-        first_of.setdefault(ticket_id, event_id)
+    first_of: dict[tuple[str, str], int] = {}
+    for event_id, system, ticket_id in pending:
+        first_of.setdefault((system, ticket_id), event_id)
     delivered = 0
-    for ticket_id, first_id in first_of.items():
+    for (system, ticket_id), first_id in first_of.items():
+        try:
+            tickets = systems(system)
+        except RemoteHandsError as exc:
+            _record_failure(db, first_id, exc)
+            continue
         if not _claim(db, first_id, owner or "deliverer"):
             continue  # backing off, or another deliverer has this ticket
-        delivered += _deliver_ticket(db, tickets, ticket_id, first_id)
+        delivered += _deliver_ticket(db, tickets, system, ticket_id, first_id)
     return delivered
 
 
@@ -114,12 +130,48 @@ def _claim(db: Database, first_id: int, owner: str) -> bool:
         return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def _deliver_ticket(db: Database, tickets: TicketSystem, ticket_id: str, first_id: int) -> int:
+def _batches(events: list[OutboxEvent], coalesce: bool) -> list[list[OutboxEvent]]:
+    """Split a ticket's pending events into sends: one per event, or runs of comments within the window.
+    A run whose window is still open (more may join it) ends the list: it waits for the next pass."""
+    if not coalesce:
+        return [[e] for e in events]
+    out: list[list[OutboxEvent]] = []
+    stamp = _now()
+    i = 0
+    while i < len(events):
+        first = events[i]
+        if first.kind != "comment":
+            out.append([first])
+            i += 1
+            continue
+        closes = _aware(first.created_at) + COALESCE
+        if closes > stamp:
+            break
+        run = [first]
+        i += 1
+        while (
+            i < len(events)
+            and events[i].kind == "comment"
+            and events[i].sensitive == first.sensitive
+            and _aware(events[i].created_at) <= closes
+        ):
+            run.append(events[i])
+            i += 1
+        out.append(run)
+    return out
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _deliver_ticket(db: Database, tickets: TicketSystem, system: str, ticket_id: str, first_id: int) -> int:
     with db.session() as s:
         events = list(
             s.execute(
                 select(OutboxEvent)
                 .where(
+                    OutboxEvent.ticket_system == system,
                     OutboxEvent.ticket_id == ticket_id,
                     OutboxEvent.delivered_at.is_(None),
                     OutboxEvent.id >= first_id,
@@ -130,18 +182,19 @@ def _deliver_ticket(db: Database, tickets: TicketSystem, ticket_id: str, first_i
         cipher = s.info.get("cipher")
     count = 0
     try:
-        for event in events:
+        for batch in _batches(events, bool(getattr(tickets, "coalesce_comments", False))):
             try:
-                _send(tickets, event, cipher)
+                _send(tickets, batch, cipher)
             except RemoteHandsError as exc:
-                _record_failure(db, event.id, exc)
+                _record_failure(db, batch[0].id, exc)
                 return count
             with db.session() as s:
-                row = s.get(OutboxEvent, event.id)
-                if row is not None and row.delivered_at is None:
-                    row.delivered_at = _now()
-                    row.attempts += 1
-            count += 1
+                for event in batch:
+                    row = s.get(OutboxEvent, event.id)
+                    if row is not None and row.delivered_at is None:
+                        row.delivered_at = _now()
+                        row.attempts += 1
+            count += len(batch)
     finally:
         with db.session() as s:
             s.execute(
@@ -153,14 +206,21 @@ def _deliver_ticket(db: Database, tickets: TicketSystem, ticket_id: str, first_i
     return count
 
 
-def _send(tickets: TicketSystem, event: OutboxEvent, cipher: object) -> None:
+def _open(event: OutboxEvent, cipher: object) -> tuple[str, bytes | None]:
+    if not event.sensitive:
+        return event.body, event.payload
+    assert isinstance(cipher, TicketCipher)
+    payload = cipher.decrypt_bytes(event.payload) if event.payload is not None else None
+    return cipher.decrypt_text(event.body), payload
+
+
+def _send(tickets: TicketSystem, batch: list[OutboxEvent], cipher: object) -> None:
+    event = batch[0]
     key = f"outbox-{event.id}"
-    body, payload = event.body, event.payload
-    if event.sensitive:
-        assert isinstance(cipher, TicketCipher)
-        body = cipher.decrypt_text(body)
-        payload = cipher.decrypt_bytes(payload) if payload is not None else None
+    body, payload = _open(event, cipher)
     if event.kind == "comment":
+        if len(batch) > 1:
+            body = "\n".join(_open(e, cipher)[0] for e in batch)
         tickets.comment(event.ticket_id, body, internal=True, event_key=key)
     elif event.kind == "status":
         tickets.set_status(event.ticket_id, TicketStatus(body))

@@ -26,8 +26,15 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from remotehands import audit, redaction
-from remotehands.errors import DeviceUnreachable, InternalError, NeedsOperator, RemoteHandsError
+from remotehands.errors import (
+    DeviceUnreachable,
+    InternalError,
+    NeedsOperator,
+    NotApproved,
+    RemoteHandsError,
+)
 from remotehands.jobs import actions, faults, outbox, store
+from remotehands.jobs.approval import require_approval
 from remotehands.jobs.states import JobEvent, JobState
 from remotehands.jobs.steps import Done, Reconciled, Step, StepContext, Verdict, Wait
 from remotehands.jobs.tables import Job, JobStep
@@ -120,6 +127,7 @@ def _advance_one_step(runtime: Runtime, job_id: int, owner: str, lease: int) -> 
             dict(job.data),
             runtime,
             confirmed_by=job.confirmed_by,
+            ticket_system=job.ticket_system,
         )
         last_status = last.status if last else None
         last_attempt = last.attempt if last else 0
@@ -167,6 +175,8 @@ def _advance_one_step(runtime: Runtime, job_id: int, owner: str, lease: int) -> 
 
     # Run the step (fresh, after a wait, or after a reconcile said RETRY).
     try:
+        if step.needs_approval:
+            require_approval(runtime, ctx.ticket_system, ctx.ticket_id, f"step '{step.name}'")
         baseline = step.baseline(ctx)
     except RemoteHandsError as exc:
         return _fail(runtime, job_id, owner, idx, None, step, exc)
@@ -330,7 +340,9 @@ def _fail(
             )
             store.transition(s, job, JobEvent.WAIT, reason=f"retrying {step.name} in {delay:.0f}s: {message}")
             return JobState.WAITING
-        if unknown_outcome or isinstance(exc, NeedsOperator):
+        if isinstance(exc, NotApproved):
+            store.finish(s, job, JobEvent.CANCEL, f"cancelled at step {idx + 1} {step.name}: {message}")
+        elif unknown_outcome or isinstance(exc, NeedsOperator):
             store.finish(
                 s,
                 job,

@@ -63,6 +63,7 @@ class StepContext:
     data: dict[str, Any]  # persisted with each step's done; later steps read what earlier steps wrote
     runtime: Runtime
     confirmed_by: str | None = None  # a technician's confirmation of a manual step
+    ticket_system: str = "builtin"
     notes: list[str] = field(default_factory=list)  # ticket comments, committed with the step's outcome
     attachments: list[tuple[str, bytes]] = field(default_factory=list)  # likewise, ticket attachments
 
@@ -86,6 +87,13 @@ class Step(ABC):
     description: str = ""
     # A read-only or naturally idempotent step may simply be run again after a crash.
     idempotent: bool = False
+    # Before a step that may change the equipment (every non-idempotent step, and idempotent ones that
+    # declare it), the ticket's approval is re-read at its source.
+    changes_equipment: bool = False
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.changes_equipment or not self.idempotent
 
     def baseline(self, ctx: StepContext) -> dict[str, Any]:
         """Evidence read before acting, stored in the ``started`` row for ``reconcile``."""

@@ -25,6 +25,7 @@ from remotehands.jobs import actions, outbox
 from remotehands.jobs.states import ACTIVE, TERMINAL, JobEvent, JobState, next_state
 from remotehands.jobs.tables import Job, JobStep
 from remotehands.tickets.base import Ticket, TicketStatus
+from remotehands.tickets.extract import request_key
 
 
 def now() -> datetime:
@@ -41,11 +42,6 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-RUNNABLE_TICKET_STATUSES = frozenset(
-    {TicketStatus.APPROVED, TicketStatus.IN_PROGRESS, TicketStatus.NEEDS_ATTENTION}
-)
-
-
 def create_jobs_for_ticket(
     db: Database,
     ticket: Ticket,
@@ -56,9 +52,9 @@ def create_jobs_for_ticket(
 ) -> list[int]:
     """Create one job per target of an approved ticket (or of ``only`` those targets), all or none.
 
-    A target that already has a queued, running, waiting, needs_operator or succeeded job for this ticket
-    gets that job back instead of a new one, so running a ticket twice never repeats its work; only a
-    failed or cancelled job is replaced. Raises ``NotApproved`` unless the ticket is approved,
+    A target that already has a queued, running, waiting, needs_operator or succeeded job for this ticket's
+    request gets that job back instead of a new one, so running a ticket twice never repeats its work; only
+    a failed or cancelled job is replaced. A changed request on the same ticket is new work. Raises ``NotApproved`` unless the ticket is approved,
     ``NotPermitted`` when it is resolved or closed, and ``TargetBusy`` (with the blocking job id) when
     another ticket's job holds a target.
     """
@@ -67,13 +63,14 @@ def create_jobs_for_ticket(
             f"{ticket.id} is not approved at {ticket.system} (status {ticket.status.value})",
             fix=f"an approver other than {ticket.requester} must approve it: remotehands tickets approve {ticket.id}",
         )
-    if ticket.status not in RUNNABLE_TICKET_STATUSES:
+    if ticket.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
         raise NotPermitted(
             f"{ticket.id} is {ticket.status.value}; its work is over",
             fix="open a new ticket for new work",
         )
     action = actions.get(ticket.request.action)
     targets = [t for t in ticket.request.targets if only is None or t in only]
+    key = request_key(ticket.request)
     stamp = now()
     ids: list[int] = []
     with db.session() as s:
@@ -82,7 +79,10 @@ def create_jobs_for_ticket(
                 s.execute(
                     select(Job)
                     .where(
-                        Job.ticket_id == ticket.id, Job.ticket_system == ticket.system, Job.target == target
+                        Job.ticket_id == ticket.id,
+                        Job.ticket_system == ticket.system,
+                        Job.target == target,
+                        or_(Job.request_key == key, Job.request_key.is_(None)),
                     )
                     .order_by(Job.id.desc())
                 )
@@ -115,6 +115,7 @@ def create_jobs_for_ticket(
                 updated_at=stamp,
                 deadline_at=stamp + timedelta(seconds=action.deadline_seconds),
                 next_run_at=stamp,
+                request_key=key,
             )
             s.add(job)
             try:
@@ -337,6 +338,18 @@ def steps_of(session: Session, job_id: int) -> list[JobStep]:
             select(JobStep).where(JobStep.job_id == job_id).order_by(JobStep.idx, JobStep.attempt)
         ).scalars()
     )
+
+
+def jobs_for_request(db: Database, system: str, ticket_id: str, key: str) -> list[int]:
+    """Ids of every job (any state) made for this request of this ticket."""
+    with db.session() as s:
+        return list(
+            s.execute(
+                select(Job.id)
+                .where(Job.ticket_system == system, Job.ticket_id == ticket_id, Job.request_key == key)
+                .order_by(Job.id)
+            ).scalars()
+        )
 
 
 def jobs_of_ticket(db: Database, ticket_id: str) -> list[Job]:

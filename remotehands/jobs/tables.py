@@ -55,6 +55,10 @@ class Job(Base):
     # worker committing ``data`` can never overwrite it.
     confirmed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # What was asked (tickets.extract.request_key): the same request on the same ticket is the same work.
+    request_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # SHA-256 of the job's callback token (POST /callbacks/{job}); the token is handed to the installer.
+    callback_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class JobStep(Base):

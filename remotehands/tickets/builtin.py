@@ -24,9 +24,8 @@ from remotehands.errors import (
     NotPermitted,
     SelfApproval,
     TicketNotFound,
-    WrongSubscription,
 )
-from remotehands.inventory.models import PROVIDER, Inventory
+from remotehands.inventory.models import Inventory
 from remotehands.tickets.base import (
     Approval,
     Attachment,
@@ -41,6 +40,7 @@ from remotehands.tickets.base import (
 )
 from remotehands.tickets.crypto import TicketCipher
 from remotehands.tickets.tables import AttachmentRow, CommentRow, TicketRow
+from remotehands.tickets.validate import check_request
 
 
 @dataclass(frozen=True)
@@ -82,26 +82,13 @@ class BuiltinTickets:
             raise InvalidRequest("title is empty", fix="give the ticket a one-line title (--title)")
         if not new.requester.strip():
             raise InvalidRequest("requester is empty", fix="say who asks (--requester)")
-        if new.request.action not in self._known_actions:
-            raise InvalidRequest(
-                f"request.action {new.request.action!r} is not an action remotehands knows",
-                fix="one of: " + ", ".join(sorted(self._known_actions)),
-            )
-        sites = set()
-        for target in new.request.targets:
-            host = inventory.host(target)
-            sites.add(host.site)
-            if new.customer != PROVIDER and host.subscription != new.subscription:
-                raise WrongSubscription(
-                    f"request.targets: host {target} does not belong to subscription {new.subscription} "
-                    f"of customer {new.customer}",
-                    fix="a customer's ticket can only target its own hosts; check the host name",
-                )
-        if new.customer != PROVIDER and new.subscription not in inventory.subscriptions:
-            raise InvalidRequest(
-                f"subscription {new.subscription!r} is not in the inventory",
-                fix="known subscriptions: " + ", ".join(sorted(inventory.subscriptions)),
-            )
+        site = check_request(
+            new.request,
+            customer=new.customer,
+            subscription=new.subscription,
+            inventory=inventory,
+            known_actions=self._known_actions,
+        )
         stamp = now()
         title, description = new.title, new.description
         if new.sensitive:
@@ -115,7 +102,7 @@ class BuiltinTickets:
             sensitive=new.sensitive,
             customer=new.customer,
             subscription=new.subscription,
-            site=",".join(sorted(sites)),
+            site=site,
             requester=new.requester,
             action=new.request.action,
             targets=list(new.request.targets),

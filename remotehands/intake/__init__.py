@@ -1,0 +1,1 @@
+"""Intake: signed webhooks and alerts become tickets' jobs (verify, dedup, fetch at the source, extract)."""

@@ -1,0 +1,1 @@
+"""The HTTP server (``remotehands serve``): webhooks, alerts, installer callbacks, the API, metrics."""

@@ -14,8 +14,10 @@ defaults apply. Every key can be overridden by an environment variable ``RH_<KEY
     log_file        RH_LOG_FILE        ~/.local/state/remotehands/remotehands.log
     builtin_webhook_secret  RH_BUILTIN_WEBHOOK_SECRET  reference to the HMAC key of builtin webhooks
     webhook_tolerance       RH_WEBHOOK_TOLERANCE       300   seconds a signed webhook's timestamp may be off
+    alertmanager_token      RH_ALERTMANAGER_TOKEN      reference to the bearer token Alertmanager sends
 
-External ticket systems are tables in the file only (``[ticket_systems.<name>]``, see ``TicketSystemConfig``).
+External ticket systems are tables in the file only (``[ticket_systems.<name>]``, see ``TicketSystemConfig``),
+as are ``[sla]``, ``[escalation]`` and ``[alerts]`` (see ``remotehands.alerts.settings``).
 
 Secrets are never written in settings: ``ticket_key`` is a reference resolved at the moment of use.
 """
@@ -29,6 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from remotehands.alerts.settings import AlertSettings, EscalationSettings, SlaSettings
 from remotehands.errors import ConfigError
 from remotehands.tickets.extract import FieldMap
 
@@ -73,7 +76,11 @@ class Settings(BaseModel):
     log_file: Path | None = None
     builtin_webhook_secret: str | None = None
     webhook_tolerance: int = 300
+    alertmanager_token: str | None = None
     ticket_systems: dict[str, TicketSystemConfig] = Field(default_factory=dict)
+    sla: SlaSettings = SlaSettings()
+    escalation: EscalationSettings = EscalationSettings()
+    alerts: AlertSettings = AlertSettings()
     source: str = "defaults"
 
     @field_validator("workers", "lease_seconds", "bmc_timeout")
@@ -103,8 +110,9 @@ _KEYS = (
     "log_file",
     "builtin_webhook_secret",
     "webhook_tolerance",
+    "alertmanager_token",
 )
-_FILE_ONLY_KEYS = ("ticket_systems",)
+_FILE_ONLY_KEYS = ("ticket_systems", "sla", "escalation", "alerts")
 
 
 def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None) -> Settings:

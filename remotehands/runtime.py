@@ -44,7 +44,13 @@ class Runtime:
     def tickets(self) -> BuiltinTickets:
         from remotehands.jobs import actions
 
-        return BuiltinTickets(self.db, self.cipher, actions.names())
+        return BuiltinTickets(
+            self.db,
+            self.cipher,
+            actions.names(),
+            sla=self.settings.sla,
+            escalation=self.settings.escalation,
+        )
 
     def ticket_system(self, name: str) -> TicketSystem:
         """The adapter of ticket system ``name``: ``builtin`` or a ``[ticket_systems.<name>]`` of the settings.

@@ -160,7 +160,7 @@ def status(
     chosen = select_hosts(inv, hosts, rack, site)
     if ticket:
         chosen += [
-            inv.host(t) for t in rt.tickets.get(ticket).request.targets if t not in {h.name for h in chosen}
+            inv.host(t) for t in rt.tickets.get(ticket).wanted().targets if t not in {h.name for h in chosen}
         ]
     if not chosen:
         raise InvalidRequest("no hosts chosen", fix="name hosts, or use --rack, --site or --ticket")
@@ -180,18 +180,19 @@ def _change(
 
     rt = runtime()
     t = rt.tickets.get(ticket)
+    request = t.wanted()
     action = f"power.{verb}"
-    if t.request.action != action:
+    if request.action != action:
         raise NotPermitted(
-            f"{t.id} asks for {t.request.action}, not {action}",
+            f"{t.id} asks for {request.action}, not {action}",
             fix=f"open a ticket for {action} on these hosts",
         )
-    chosen = [h.name for h in select_hosts(rt.inventory(), hosts, rack, site)] or list(t.request.targets)
-    outside = [h for h in chosen if h not in t.request.targets]
+    chosen = [h.name for h in select_hosts(rt.inventory(), hosts, rack, site)] or list(request.targets)
+    outside = [h for h in chosen if h not in request.targets]
     if outside:
         raise NotPermitted(
             f"{t.id} does not cover {', '.join(outside)}",
-            fix=f"its targets are {', '.join(t.request.targets)}; open a ticket for the others",
+            fix=f"its targets are {', '.join(request.targets)}; open a ticket for the others",
         )
     approval = rt.tickets.approval(t.id)
     if not approval.approved:

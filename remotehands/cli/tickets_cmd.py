@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from remotehands.cli.common import current_user, print_table, runtime, ticket_table
+from remotehands.cli.common import current_user, print_table, queue_table, runtime, ticket_table
 from remotehands.cli.output import JsonOption, emit, say
 from remotehands.errors import InvalidRequest
 from remotehands.inventory.models import PROVIDER
@@ -82,6 +82,22 @@ def approve(
 
 
 @app.command()
+def revoke(
+    ticket_id: str = typer.Argument(..., help="Ticket id, e.g. RH-12."),
+    reason: str = typer.Option("revoked", "--reason", help="Why, for the audit log."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Withdraw a ticket's approval: its jobs stop (cancelled) before their next change to the equipment."""
+    who = current_user()
+    runtime().tickets.revoke(ticket_id, who, reason=reason)
+    emit(
+        {"id": ticket_id, "revoked_by": who},
+        as_json,
+        lambda: say(f"{ticket_id}: approval withdrawn by {who}"),
+    )
+
+
+@app.command()
 def show(
     ticket_id: str = typer.Argument(..., help="Ticket id, e.g. RH-12."),
     reveal: bool = typer.Option(False, "--reveal", help="Show a sensitive ticket's content."),
@@ -109,7 +125,10 @@ def show(
         say(f"title: {ticket.title}")
         say(f"customer: {ticket.customer} / {ticket.subscription}   site: {ticket.site}")
         say(f"requested by {ticket.requester}; approved by {ticket.approver or '-'}")
-        say(f"request: {ticket.request.action} on {', '.join(ticket.request.targets)}")
+        if ticket.request is not None:
+            say(f"request: {ticket.request.action} on {', '.join(ticket.request.targets)}")
+        else:
+            say("request: none (nothing for remotehands to do)")
         for j in jobs:
             say(f"job {j.id}: {j.target} {j.state}" + (f" ({j.reason})" if j.reason else ""))
         say("trail:", style="bold")
@@ -133,4 +152,4 @@ def list_(
 def queue(as_json: bool = JsonOption) -> None:
     """The work queue: open tickets by severity (Sev1 first), then in the order received."""
     tickets = runtime().tickets.queue()
-    emit([ticket_dict(t) for t in tickets], as_json, lambda: print_table(ticket_table(tickets, "queue")))
+    emit([ticket_dict(t) for t in tickets], as_json, lambda: print_table(queue_table(tickets)))

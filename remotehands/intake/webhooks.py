@@ -166,8 +166,9 @@ def _handle(runtime: Runtime, system: str, ticket_id: str) -> tuple[str, str, li
         return "invalid", str(exc), []
     inventory = runtime.inventory()
     try:
+        request = ticket.wanted()
         site = check_request(
-            ticket.request,
+            request,
             customer=ticket.customer,
             subscription=ticket.subscription,
             inventory=inventory,
@@ -176,7 +177,7 @@ def _handle(runtime: Runtime, system: str, ticket_id: str) -> tuple[str, str, li
     except (BadInput, NotPermitted) as exc:
         _tell(tickets, ticket_id, f"remotehands cannot act on this ticket: {exc}", "invalid")
         return "invalid", str(exc), []
-    key = request_key(ticket.request)
+    key = request_key(request)
     existing = store.jobs_for_request(runtime.db, system, ticket.id, key)
     if existing:
         return "duplicate", "this request already has job(s) " + ", ".join(map(str, existing)), existing
@@ -185,7 +186,7 @@ def _handle(runtime: Runtime, system: str, ticket_id: str) -> tuple[str, str, li
         _tell(
             tickets,
             ticket.id,
-            f"remotehands will {ticket.request.action} {', '.join(ticket.request.targets)} once this "
+            f"remotehands will {request.action} {', '.join(request.targets)} once this "
             f"ticket is approved in {system}; it is not approved yet.",
             f"unapproved-{key}",
         )
@@ -201,7 +202,7 @@ def _handle(runtime: Runtime, system: str, ticket_id: str) -> tuple[str, str, li
         audit.append(
             s, f"webhook:{system}", "intake.jobs", ticket.id, {"jobs": job_ids, "approver": approval.approver}
         )
-    return "jobs", f"job(s) {', '.join(map(str, job_ids))} for {ticket.request.action}", job_ids
+    return "jobs", f"job(s) {', '.join(map(str, job_ids))} for {request.action}", job_ids
 
 
 def _tell(tickets: Any, ticket_id: str, text: str, key: str) -> None:

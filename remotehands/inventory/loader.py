@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from difflib import get_close_matches
 from fnmatch import fnmatchcase
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
@@ -179,12 +180,21 @@ def _entries(
     return entries
 
 
-def _read_sites(source: Sourced | None, problems: list[InventoryProblem]) -> dict[str, str]:
-    sites: dict[str, str] = {}
-    for spot, name, body in _entries(source, "sites", "{description: ...}", problems):
+def _read_sites(source: Sourced | None, problems: list[InventoryProblem]) -> dict[str, tuple[str, str]]:
+    """name -> (description, time zone). The time zone sets the site's working day for SLA clocks."""
+    sites: dict[str, tuple[str, str]] = {}
+    for spot, name, body in _entries(source, "sites", "{description: ..., timezone: ...}", problems):
         # Racks are not declared: they are derived from the hosts' rack values.
-        unknown_keys(spot, body, ("description",))
-        sites[name] = text(spot.child("description"), body.get("description"), None) or ""
+        unknown_keys(spot, body, ("description", "timezone"))
+        zone = text(spot.child("timezone"), body.get("timezone"), None) or "UTC"
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            spot.child("timezone").report(
+                f"{zone!r} is not a time zone; use an IANA name such as Europe/Amsterdam"
+            )
+            zone = "UTC"
+        sites[name] = (text(spot.child("description"), body.get("description"), None) or "", zone)
     return sites
 
 
@@ -248,7 +258,10 @@ def _check_duplicate_serials(resolved: dict[str, VarMap], problems: list[Invento
 
 
 def _assemble(
-    path: Path, sites: dict[str, str], subscriptions: dict[str, str], equipment: dict[str, Equipment]
+    path: Path,
+    sites: dict[str, tuple[str, str]],
+    subscriptions: dict[str, str],
+    equipment: dict[str, Equipment],
 ) -> Inventory:
     racks: dict[str, set[str]] = {}
     for item in equipment.values():
@@ -257,8 +270,10 @@ def _assemble(
     return Inventory(
         source=str(path),
         sites={
-            name: Site(name=name, description=description, racks=tuple(sorted(racks.get(name, ()))))
-            for name, description in sites.items()
+            name: Site(
+                name=name, description=description, timezone=zone, racks=tuple(sorted(racks.get(name, ())))
+            )
+            for name, (description, zone) in sites.items()
         },
         subscriptions={
             sub_id: Subscription(id=sub_id, customer=customer) for sub_id, customer in subscriptions.items()

@@ -51,6 +51,7 @@ class Subscription(_Model):
 class Site(_Model):
     name: str
     description: str = ""
+    timezone: str = "UTC"  # IANA name; the site's working day (SLA clocks) is in this zone
     racks: tuple[str, ...] = ()
 
 

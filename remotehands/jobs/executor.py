@@ -20,6 +20,8 @@ from remotehands.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+SLA_CHECK_S = 30.0  # how often a worker looks for tickets whose SLA response time passed
+
 
 class LocalExecutor:
     """Runs due jobs on ``workers`` threads. One lease owner id per executor."""
@@ -41,6 +43,7 @@ class LocalExecutor:
         self._running: dict[int, Future[JobState | None]] = {}
         self._stop = threading.Event()
         self._last_sweep = 0.0
+        self._last_sla = 0.0
 
     def tick(self) -> int:
         """One pass: sweep (at most every 2 s), start due jobs, deliver the outbox. Returns jobs started."""
@@ -50,6 +53,11 @@ class LocalExecutor:
             if now - self._last_sweep > 2.0:
                 sweeper.sweep(db)
                 self._last_sweep = now
+            if now - self._last_sla > SLA_CHECK_S and self.only is None:
+                from remotehands.alerts.escalation import check_sla
+
+                check_sla(self.runtime)
+                self._last_sla = now
             for job_id, fut in list(self._running.items()):
                 if fut.done():
                     del self._running[job_id]

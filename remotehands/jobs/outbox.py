@@ -226,6 +226,12 @@ def _send(tickets: TicketSystem, batch: list[OutboxEvent], cipher: object) -> No
         tickets.set_status(event.ticket_id, TicketStatus(body))
     elif event.kind == "attach":
         tickets.attach(event.ticket_id, body, payload or b"", event_key=key)
+    elif event.kind == "escalate":
+        escalate = getattr(tickets, "escalate", None)
+        if callable(escalate):
+            escalate(event.ticket_id, body, event_key=key)
+        else:  # the system runs its own escalation: say it on the ticket, its status already says the rest
+            tickets.comment(event.ticket_id, f"ESCALATION: {body}", internal=True, event_key=key)
     else:
         raise InternalError(f"outbox event {event.id} has unknown kind {event.kind!r}")
 

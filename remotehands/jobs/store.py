@@ -68,9 +68,10 @@ def create_jobs_for_ticket(
             f"{ticket.id} is {ticket.status.value}; its work is over",
             fix="open a new ticket for new work",
         )
-    action = actions.get(ticket.request.action)
-    targets = [t for t in ticket.request.targets if only is None or t in only]
-    key = request_key(ticket.request)
+    request = ticket.wanted()
+    action = actions.get(request.action)
+    targets = [t for t in request.targets if only is None or t in only]
+    key = request_key(request)
     stamp = now()
     ids: list[int] = []
     with db.session() as s:
@@ -105,7 +106,7 @@ def create_jobs_for_ticket(
                 target=target,
                 active_target=target,
                 site=ticket.site,
-                params=seal_params(s, dict(ticket.request.params), ticket.sensitive),
+                params=seal_params(s, dict(request.params), ticket.sensitive),
                 data={},
                 state=JobState.QUEUED.value,
                 purpose=f"{action.purpose or action.name} for {ticket.id}",
@@ -305,6 +306,16 @@ def finish(session: Session, job: Job, event: JobEvent, reason: str) -> None:
     state = transition(session, job, event, reason=reason)
     audit.append(session, "remotehands", f"job.{state.value}", f"job-{job.id}", {"reason": reason})
     tell(session, job, f"job {job.id} ({job.action} on {job.target}) {state.value}: {reason}")
+    if state is JobState.NEEDS_OPERATOR:
+        outbox.enqueue(
+            session,
+            job.ticket_system,
+            job.ticket_id,
+            "escalate",
+            f"job {job.id} ({job.action} on {job.target}) needs an operator: {reason}",
+            job_id=job.id,
+            sensitive=job.sensitive,
+        )
     # The ticket's status follows the newest job of each of its targets: a failed first attempt that a
     # re-run replaced does not keep the ticket in needs-attention.
     newest: dict[str, str] = {}

@@ -90,7 +90,7 @@ class OutboxEvent(Base):
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), nullable=True, index=True)
     ticket_system: Mapped[str] = mapped_column(String(32))
     ticket_id: Mapped[str] = mapped_column(String(64), index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # comment | status | attach
+    kind: Mapped[str] = mapped_column(String(16))  # comment | status | attach | escalate
     body: Mapped[str] = mapped_column(Text, default="")  # comment text, status value or attachment name
     payload: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     sensitive: Mapped[bool] = mapped_column(Boolean, default=False)

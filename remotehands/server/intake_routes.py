@@ -3,6 +3,7 @@ signature (webhooks) or by the job's own token (callbacks), not with API tokens.
 
 from __future__ import annotations
 
+import hmac
 import time
 from datetime import UTC, datetime
 
@@ -90,3 +91,38 @@ async def callback(job_id: int, request: Request) -> JSONResponse:
     await run_in_threadpool(callbacks.receive, state.runtime.db, job_id, token, body)
     state.wake()
     return JSONResponse({"job": job_id, "accepted": True}, status_code=202)
+
+
+def _alertmanager_token(state: ServerState) -> str:
+    reference = state.runtime.settings.alertmanager_token
+    if not reference:
+        raise NotAuthenticated(
+            "alerts are not accepted: alertmanager_token is not set",
+            fix="set alertmanager_token to a reference to the bearer token Alertmanager sends "
+            "(http_config.authorization.credentials in its receiver)",
+        )
+    if reference not in state.secret_cache:
+        state.secret_cache[reference] = secrets.resolve(reference, field="alertmanager_token").encode()
+    return state.secret_cache[reference].decode()
+
+
+@router.post(
+    "/alerts/alertmanager",
+    status_code=202,
+    summary="Alertmanager webhook (version 4): opens or updates a monitoring-alert ticket",
+    responses={401: {"description": "no or wrong bearer token"}, 400: {"description": "not a v4 payload"}},
+)
+async def alertmanager(request: Request) -> JSONResponse:
+    state: ServerState = request.app.state.rh
+    expected = _alertmanager_token(state)
+    auth = request.headers.get("Authorization", "")
+    given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise NotAuthenticated("no or wrong bearer token", fix="configure the receiver's credentials")
+    body = await request.body()
+    from remotehands.alerts import alertmanager as am
+
+    outcome = await run_in_threadpool(am.receive, state.runtime, body)
+    state.metrics.webhooks.labels("alertmanager", str(outcome.get("outcome"))).inc()
+    state.wake()
+    return JSONResponse(outcome, status_code=202)

@@ -9,7 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from remotehands.errors import TicketNotFound
+from remotehands.errors import InvalidRequest, TicketNotFound
 
 
 class TicketType(StrEnum):
@@ -94,8 +94,22 @@ class Ticket:
     site: str
     requester: str
     approver: str | None
-    request: TaskRequest
+    request: TaskRequest | None  # None: the ticket asks nothing of remotehands (e.g. an alert to triage)
     received_at: datetime
+    # The SLA clock and escalation, where the system keeps them (builtin does; external systems run their own).
+    sla_due_at: datetime | None = None
+    responded_at: datetime | None = None
+    escalation_level: int = 0
+    assignee_group: str | None = None
+
+    def wanted(self) -> TaskRequest:
+        """The ticket's request; raises ``InvalidRequest`` when it asks nothing of remotehands."""
+        if self.request is None:
+            raise InvalidRequest(
+                f"{self.id} asks nothing of remotehands (it has no action and no targets)",
+                fix="open a ticket with an action and hosts for the work",
+            )
+        return self.request
 
 
 @dataclass(frozen=True)

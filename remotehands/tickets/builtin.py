@@ -38,6 +38,8 @@ from remotehands.tickets.base import (
     format_builtin_id,
     parse_builtin_id,
 )
+from remotehands.alerts.settings import EscalationSettings, SlaSettings
+from remotehands.alerts.sla import due_at
 from remotehands.tickets.crypto import TicketCipher
 from remotehands.tickets.tables import AttachmentRow, CommentRow, TicketRow
 from remotehands.tickets.validate import check_request
@@ -51,13 +53,21 @@ class NewTicket:
     requester: str
     customer: str
     subscription: str
-    request: TaskRequest
+    request: TaskRequest | None
     description: str = ""
     sensitive: bool = False
+    site: str = ""  # taken from the targets when there is a request
+    source_key: str | None = None  # where an automatically opened ticket came from (see TicketRow)
+    source_digest: str | None = None
 
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def _zone(inventory: Inventory, site: str) -> str:
+    first = site.split(",")[0]
+    return inventory.sites[first].timezone if first in inventory.sites else "UTC"
 
 
 class BuiltinTickets:
@@ -65,10 +75,20 @@ class BuiltinTickets:
 
     name = "builtin"
 
-    def __init__(self, db: Database, cipher: TicketCipher, known_actions: frozenset[str]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        cipher: TicketCipher,
+        known_actions: frozenset[str],
+        *,
+        sla: SlaSettings | None = None,
+        escalation: EscalationSettings | None = None,
+    ) -> None:
         self._db = db
         self._cipher = cipher
         self._known_actions = known_actions
+        self._sla = sla or SlaSettings()
+        self._escalation = escalation or EscalationSettings()
 
     # -- creating and approving -------------------------------------------------------------------
 
@@ -82,13 +102,15 @@ class BuiltinTickets:
             raise InvalidRequest("title is empty", fix="give the ticket a one-line title (--title)")
         if not new.requester.strip():
             raise InvalidRequest("requester is empty", fix="say who asks (--requester)")
-        site = check_request(
-            new.request,
-            customer=new.customer,
-            subscription=new.subscription,
-            inventory=inventory,
-            known_actions=self._known_actions,
-        )
+        site = new.site
+        if new.request is not None:
+            site = check_request(
+                new.request,
+                customer=new.customer,
+                subscription=new.subscription,
+                inventory=inventory,
+                known_actions=self._known_actions,
+            )
         stamp = now()
         title, description = new.title, new.description
         if new.sensitive:
@@ -104,11 +126,14 @@ class BuiltinTickets:
             subscription=new.subscription,
             site=site,
             requester=new.requester,
-            action=new.request.action,
-            targets=list(new.request.targets),
-            params=self._seal_params(dict(new.request.params), new.sensitive),
+            action=new.request.action if new.request else "",
+            targets=list(new.request.targets) if new.request else [],
+            params=self._seal_params(dict(new.request.params) if new.request else {}, new.sensitive),
             received_at=stamp,
             updated_at=stamp,
+            sla_due_at=due_at(stamp, new.severity, _zone(inventory, site), self._sla),
+            source_key=new.source_key,
+            source_digest=new.source_digest,
         )
         with self._db.session() as s:
             s.add(row)
@@ -120,8 +145,8 @@ class BuiltinTickets:
                 "ticket.create",
                 ticket_id,
                 {
-                    "action": new.request.action,
-                    "targets": list(new.request.targets),
+                    "action": new.request.action if new.request else None,
+                    "targets": list(new.request.targets) if new.request else [],
                     "severity": int(new.severity),
                 },
             )
@@ -145,6 +170,7 @@ class BuiltinTickets:
             row.status = TicketStatus.APPROVED.value
             row.approver = approver
             row.approved_at = row.updated_at = now()
+            row.responded_at = row.responded_at or row.approved_at
             audit.append(s, approver, "ticket.approve", ticket_id)
 
     def revoke(self, ticket_id: str, who: str, *, reason: str = "revoked") -> None:
@@ -159,6 +185,80 @@ class BuiltinTickets:
             row.approved_at = None
             row.updated_at = now()
             audit.append(s, who, "ticket.revoke", ticket_id, {"reason": reason})
+
+    def escalate(self, ticket_id: str, reason: str, *, event_key: str | None = None) -> int:
+        """Raise the ticket's escalation level by one, assign it to that level's group from the settings,
+        move it to needs-attention and say so on the ticket. Returns the new level. With ``event_key``, a
+        second call with the same key does nothing (returns the current level)."""
+        with self._db.session() as s:
+            row = self._row(s, ticket_id)
+            if (
+                event_key
+                and s.execute(select(CommentRow.id).where(CommentRow.event_key == event_key)).first()
+            ):
+                return row.escalation_level
+            row.escalation_level += 1
+            row.assignee_group = self._escalation.group(row.escalation_level) or row.assignee_group
+            if row.status not in (TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value):
+                row.status = TicketStatus.NEEDS_ATTENTION.value
+            row.updated_at = now()
+            level, group = row.escalation_level, row.assignee_group
+            audit.append(s, "remotehands", "ticket.escalate", ticket_id, {"level": level, "group": group})
+        self.comment(
+            ticket_id,
+            f"ESCALATED to level {level}, assigned to {group or 'no group'}: {reason}",
+            event_key=event_key,
+        )
+        return level
+
+    def find_by_source(self, source_key: str) -> str | None:
+        """The id of the ticket opened from ``source_key``, if any."""
+        with self._db.session() as s:
+            number = s.execute(select(TicketRow.id).where(TicketRow.source_key == source_key)).scalar()
+            return format_builtin_id(number) if number is not None else None
+
+    def source_digest(self, ticket_id: str) -> str | None:
+        with self._db.session() as s:
+            return self._row(s, ticket_id).source_digest
+
+    def set_source(self, ticket_id: str, key: str | None, digest: str | None) -> None:
+        """Record (or detach, with ``key=None``) the source of an automatically opened ticket."""
+        with self._db.session() as s:
+            row = self._row(s, ticket_id)
+            row.source_key, row.source_digest = key, digest
+
+    def set_request(self, ticket_id: str, request: TaskRequest, inventory: Inventory) -> None:
+        """Give a ticket that has no request one (an alert ticket a remediation policy acts on).
+        Raises ``NotPermitted`` when it already has one."""
+        with self._db.session() as s:
+            row = self._row(s, ticket_id)
+            if row.action:
+                raise NotPermitted(f"{ticket_id} already asks for {row.action}")
+            row.site = check_request(
+                request,
+                customer=row.customer,
+                subscription=row.subscription,
+                inventory=inventory,
+                known_actions=self._known_actions,
+            )
+            row.action, row.targets = request.action, list(request.targets)
+            row.params = self._seal_params(dict(request.params), row.sensitive)
+            row.updated_at = now()
+
+    def overdue(self, at: datetime | None = None) -> list[str]:
+        """Open tickets past their SLA due time with no response and not yet escalated."""
+        closed = {TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value}
+        with self._db.session() as s:
+            rows = s.execute(
+                select(TicketRow.id).where(
+                    TicketRow.status.not_in(closed),
+                    TicketRow.sla_due_at.is_not(None),
+                    TicketRow.sla_due_at < (at or now()),
+                    TicketRow.responded_at.is_(None),
+                    TicketRow.escalation_level == 0,
+                )
+            ).scalars()
+            return [format_builtin_id(i) for i in rows]
 
     # -- the TicketSystem interface -----------------------------------------------------------------
 
@@ -190,8 +290,14 @@ class BuiltinTickets:
                 approver=row.approver,
                 request=TaskRequest(
                     action=row.action, targets=tuple(row.targets), params=self._open_params(row, reveal)
-                ),
+                )
+                if row.action
+                else None,
                 received_at=row.received_at,
+                sla_due_at=row.sla_due_at,
+                responded_at=row.responded_at,
+                escalation_level=row.escalation_level,
+                assignee_group=row.assignee_group,
             )
 
     def approval(self, ticket_id: str) -> Approval:
@@ -219,6 +325,12 @@ class BuiltinTickets:
                 ):
                     return
                 body = self._cipher.encrypt_text(text) if row.sensitive else text
+                if row.responded_at is None and author.lower() not in {
+                    row.requester.lower(),
+                    "remotehands",
+                    "alertmanager",
+                }:
+                    row.responded_at = now()  # a person answered: the SLA clock's response
                 s.add(
                     CommentRow(
                         ticket_id=row.id,

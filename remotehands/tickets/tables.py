@@ -33,6 +33,15 @@ class TicketRow(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The SLA clock (alerts.sla): when a response is due, and when the first response came.
+    sla_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    assignee_group: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # Where an automatically opened ticket came from (e.g. an Alertmanager group): a re-sent or duplicated
+    # notification finds its ticket by this key instead of opening another.
+    source_key: Mapped[str | None] = mapped_column(String(128), unique=True, nullable=True)
+    source_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class CommentRow(Base):

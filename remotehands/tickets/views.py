@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from remotehands.alerts.sla import breached
 from remotehands.tickets.base import Ticket
 
 
@@ -21,8 +22,13 @@ def ticket_dict(t: Ticket) -> dict[str, object]:
         "site": t.site,
         "requester": t.requester,
         "approver": t.approver,
-        "action": t.request.action,
-        "targets": list(t.request.targets),
-        "params": t.request.params,
+        "action": t.request.action if t.request else None,
+        "targets": list(t.request.targets) if t.request else [],
+        "params": t.request.params if t.request else {},
         "received_at": t.received_at.isoformat(),
+        "sla_due_at": t.sla_due_at.isoformat() if t.sla_due_at else None,
+        "responded_at": t.responded_at.isoformat() if t.responded_at else None,
+        "sla_breached": breached(t.sla_due_at, t.responded_at),
+        "escalation_level": t.escalation_level,
+        "assignee_group": t.assignee_group,
     }

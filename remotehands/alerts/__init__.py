@@ -1,0 +1,1 @@
+"""Alerts that open tickets (Alertmanager), severity rules, the SLA clock and escalation."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import getpass
 import os
 
+from remotehands.alerts.sla import breached
 from remotehands.cli.output import SafeTable, console
 from remotehands.runtime import Runtime
-from remotehands.alerts.sla import breached
 from remotehands.tickets.base import Ticket
 
 

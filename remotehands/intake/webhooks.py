@@ -12,6 +12,7 @@ delivery stays ``received`` meanwhile, so a server restart loses nothing.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -162,7 +163,7 @@ def _handle(runtime: Runtime, system: str, ticket_id: str) -> tuple[str, str, li
     except TicketNotFound as exc:
         return "invalid", str(exc), []
     except BadInput as exc:
-        _tell(tickets, ticket_id, f"remotehands cannot act on this ticket: {exc}", "invalid")
+        _tell(tickets, ticket_id, f"remotehands cannot act on this ticket: {exc}", _digest("invalid", exc))
         return "invalid", str(exc), []
     inventory = runtime.inventory()
     try:
@@ -175,7 +176,7 @@ def _handle(runtime: Runtime, system: str, ticket_id: str) -> tuple[str, str, li
             known_actions=actions.names(),
         )
     except (BadInput, NotPermitted) as exc:
-        _tell(tickets, ticket_id, f"remotehands cannot act on this ticket: {exc}", "invalid")
+        _tell(tickets, ticket_id, f"remotehands cannot act on this ticket: {exc}", _digest("invalid", exc))
         return "invalid", str(exc), []
     key = request_key(request)
     existing = store.jobs_for_request(runtime.db, system, ticket.id, key)
@@ -203,6 +204,11 @@ def _handle(runtime: Runtime, system: str, ticket_id: str) -> tuple[str, str, li
             s, f"webhook:{system}", "intake.jobs", ticket.id, {"jobs": job_ids, "approver": approval.approver}
         )
     return "jobs", f"job(s) {', '.join(map(str, job_ids))} for {request.action}", job_ids
+
+
+def _digest(kind: str, exc: Exception) -> str:
+    """One comment per distinct problem: the same problem re-sent is not repeated, a new one is said."""
+    return f"{kind}-{hashlib.sha256(str(exc).encode()).hexdigest()[:12]}"
 
 
 def _tell(tickets: Any, ticket_id: str, text: str, key: str) -> None:

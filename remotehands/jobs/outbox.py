@@ -182,7 +182,7 @@ def _deliver_ticket(db: Database, tickets: TicketSystem, system: str, ticket_id:
         cipher = s.info.get("cipher")
     count = 0
     try:
-        for batch in _batches(events, bool(getattr(tickets, "coalesce_comments", False))):
+        for batch in _batches(events, tickets.coalesce_comments):
             try:
                 _send(tickets, batch, cipher)
             except RemoteHandsError as exc:

@@ -134,6 +134,9 @@ class TicketSystem(Protocol):
     a second write with the same key does nothing."""
 
     name: str
+    # True: the outbox sends a run of step comments written close together as one comment (external
+    # systems, where people read the trail and rate limits apply); False: one comment per event.
+    coalesce_comments: bool
 
     def get(self, ticket_id: str) -> Ticket: ...
 

@@ -18,6 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from remotehands import audit, redaction
+from remotehands.alerts.settings import EscalationSettings, SlaSettings
+from remotehands.alerts.sla import due_at
 from remotehands.db import Database
 from remotehands.errors import (
     InvalidRequest,
@@ -38,8 +40,6 @@ from remotehands.tickets.base import (
     format_builtin_id,
     parse_builtin_id,
 )
-from remotehands.alerts.settings import EscalationSettings, SlaSettings
-from remotehands.alerts.sla import due_at
 from remotehands.tickets.crypto import TicketCipher
 from remotehands.tickets.tables import AttachmentRow, CommentRow, TicketRow
 from remotehands.tickets.validate import check_request
@@ -66,7 +66,7 @@ def now() -> datetime:
 
 
 def _zone(inventory: Inventory, site: str) -> str:
-    first = site.split(",")[0]
+    first = site.split(",", maxsplit=1)[0]
     return inventory.sites[first].timezone if first in inventory.sites else "UTC"
 
 
@@ -74,6 +74,7 @@ class BuiltinTickets:
     """``TicketSystem`` over remotehands' own database."""
 
     name = "builtin"
+    coalesce_comments = False
 
     def __init__(
         self,

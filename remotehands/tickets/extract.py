@@ -111,10 +111,11 @@ def request_from(description: str, fields: Mapping[str, Any], fmap: FieldMap) ->
         block = RequestBlock.model_validate(raw)
         return TaskRequest(action=block.action, targets=tuple(block.hosts), params=block.params)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or "request"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors()[:5]
+        )
         raise InvalidRequest(
-            f"{where}: {key}: {first['msg']}",
+            f"{where}: {problems}",
             fix="the request needs 'action' (e.g. power.cycle) and 'hosts' (a list of inventory names); "
             "other keys go under 'params'",
         ) from None

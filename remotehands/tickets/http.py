@@ -145,15 +145,9 @@ class TicketHttp:
     def json(self, method: str, path: str, *, what: str, **kwargs: Any) -> Any:
         """``request`` and decode the JSON body; a body that is not JSON is ``TicketSystemRefused``."""
         response = self.request(method, path, what=what, **kwargs)
-        if response.status_code == 204 or not response.content:
+        if response.status_code == 204:
             return {}
-        try:
-            return response.json()
-        except ValueError:
-            raise TicketSystemRefused(
-                f"{self.system} answered {what} with a body that is not JSON",
-                fix=f"check that {self.settings.base_url} is the API root of {self.system}",
-            ) from None
+        return self._decode(response, what)
 
     def pages(
         self,
@@ -172,20 +166,52 @@ class TicketHttp:
             if current is None:
                 return
             response = self.request("GET", current[0], what=what, params=current[1])
-            body = response.json() if response.content else {}
+            body = self._decode(response, what)
             yield from items(body)
             current = next_request(body, response)
         raise TicketSystemRefused(
             f"{self.system}: {what} has more than {max_pages} pages", fix="this listing is unexpectedly large"
         )
 
+    def follow(self, url: str) -> tuple[str, dict[str, Any]]:
+        """A next-page URL the system handed back, as the (url, params) to request: its path and query
+        on the configured base URL's scheme and host, so credentials go nowhere else. Repeated query
+        parameters keep their last value."""
+        target = httpx.URL(url)
+        rooted = httpx.URL(self.settings.base_url).copy_with(path=target.path, query=None)
+        return str(rooted), dict(target.params)  # httpx replaces a URL's query with ``params``
+
+    def _decode(self, response: httpx.Response, what: str) -> Any:
+        """The JSON body of an answer ({} when it is empty); a body that is not JSON is
+        ``TicketSystemRefused``: the URL is not the system's API."""
+        if not response.content:
+            return {}
+        try:
+            return response.json()
+        except ValueError:
+            raise TicketSystemRefused(
+                f"{self.system} answered {what} with a body that is not JSON",
+                fix=f"check that {self.settings.base_url} is the API root of {self.system}",
+            ) from None
+
 
 def _default_error_text(response: httpx.Response) -> str:
+    """A system's words from an error body: the first of ``errorMessages``, ``errors``, ``error``,
+    ``message``, ``detail`` in a JSON object, the texts of (the first items of) a JSON list, a JSON string,
+    or the start of a body that is not JSON; the reason phrase when none says anything. Any JSON body is
+    fine; the caller redacts and shortens the text."""
     try:
         body = response.json()
     except ValueError:
         return response.text.strip()[:200] or response.reason_phrase
-    for key in ("errorMessages", "errors", "error", "message", "detail"):
-        if body.get(key):
-            return str(body[key])
+    if isinstance(body, Mapping):
+        for key in ("errorMessages", "errors", "error", "message", "detail"):
+            if body.get(key):
+                return str(body[key])
+        return response.reason_phrase
+    if isinstance(body, list):
+        texts = [str(item) for item in body[:10] if isinstance(item, str | int | float) and str(item).strip()]
+        return "; ".join(t.strip() for t in texts) or response.reason_phrase
+    if isinstance(body, str):
+        return body.strip() or response.reason_phrase
     return response.reason_phrase

@@ -38,6 +38,12 @@ class Faults:
         with self.lock:
             self.fail_next = count
 
+    def reset(self) -> None:
+        """Disarm every fault and zero every counter, as a fresh ``Faults()``."""
+        with self.lock:
+            self.throttle_next = self.fail_next = self.requests = self.throttled = 0
+            self.retry_after = "1"
+
     def take(self) -> Response | None:
         """The fault to answer this request with, if one is armed."""
         with self.lock:

@@ -213,3 +213,29 @@ def test_a_job_callback_needs_that_jobs_token_and_is_stored_redacted(server: Ser
     with server.rt.db.session() as s:
         stored = s.get(Job, job_id)
         assert stored is not None and stored.callback_sha256 and token not in stored.callback_sha256
+
+
+@pytest.mark.parametrize("stamp", ["99999999999999999999", "\u00b9", "-5", "1e9"])
+def test_a_webhook_timestamp_that_is_not_epoch_seconds_is_refused_not_a_crash(
+    server: Server, stamp: str
+) -> None:
+    body = b'{"ticket_id": "RH-1"}'
+    digits = "".join(c for c in stamp if c.isascii() and c.isdigit()) or "0"
+    headers = {
+        "X-RH-Timestamp": stamp,
+        "X-RH-Delivery": "t-1",
+        "X-RH-Signature": sign_generic(SECRET.encode(), body, int(digits)),
+    }
+    answer = server.client.post(
+        "/webhooks/builtin", content=body, headers={k: v.encode("latin-1") for k, v in headers.items()}
+    )
+    assert answer.status_code == 401
+    assert "X-RH-Timestamp" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("ticket", ["RH-99999999999999999999999", "RH-\u2460", "\u00b2", "RH-\u0663"])
+def test_ticket_ids_that_are_not_ascii_numbers_are_not_found(server: Server, ticket: str) -> None:
+    tech = server.token("carol", "technician")
+    answer = server.client.get(f"/api/tickets/{ticket}", headers=tech)
+    assert answer.status_code == 404
+    assert "is not a builtin ticket id" in answer.json()["error"]

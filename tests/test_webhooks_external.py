@@ -31,6 +31,7 @@ from tests.test_server import wait_for
 from tests.tickets_contract import target_jira as tj
 from tests.tickets_contract import target_zendesk as tz
 
+SETTLED = ("succeeded", "failed", "cancelled", "needs_operator")
 JIRA_SECRET = "jira-webhook-secret-1a2b3c"
 ZD_SECRET = "zendesk-webhook-secret-4d5e6f"
 
@@ -72,8 +73,9 @@ class World:
 
 @pytest.fixture
 def world(tmp_path, lab: LabInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    # The coalescing window is a clock: shortened so a test does not wait ten seconds for the trail.
-    monkeypatch.setattr(outbox, "COALESCE", timedelta(seconds=0.5))
+    # The coalescing window is a clock: shortened so a test does not wait ten seconds for the trail (a
+    # lab power cycle takes 2-3 s, so its comments still fall into one or two windows).
+    monkeypatch.setattr(outbox, "COALESCE", timedelta(seconds=4))
     for name, value in {
         "RH_T_JIRA_TOKEN": tj.TOKEN,
         "RH_T_JIRA_WH": JIRA_SECRET,
@@ -139,7 +141,10 @@ def test_signed_jira_and_zendesk_webhooks_each_make_one_job_and_write_the_trail_
     assert len(jira_jobs) == len(zd_jobs) == 1
     assert (jira_jobs[0].ticket_system, zd_jobs[0].ticket_system) == ("jira", "zendesk")
     for job in (jira_jobs[0], zd_jobs[0]):
-        wait_for(lambda job=job: job_state(world.rt, job.id) == "succeeded", timeout=60)
+        wait_for(lambda job=job: job_state(world.rt, job.id) in SETTLED, timeout=60)
+        with world.rt.db.session() as s:
+            done = store.get_job(s, job.id)
+            assert done.state == "succeeded", done.reason
     # The trail reaches each system: internal comments, coalesced (fewer comments than steps), resolved.
     wait_for(lambda: world.jira.status(key) == "Resolved", timeout=30)
     wait_for(lambda: world.zendesk.status(zd) == "solved", timeout=30)
@@ -151,7 +156,7 @@ def test_signed_jira_and_zendesk_webhooks_each_make_one_job_and_write_the_trail_
             select(OutboxEvent.id).where(OutboxEvent.ticket_id == key, OutboxEvent.kind == "comment")
         ).all()
     assert len(events) >= 5
-    assert len(ours) <= len(events) // 2  # step comments written close together arrive as one
+    assert len(ours) <= 2  # step comments written close together arrive as one
     assert any("succeeded" in b for b, _ in ours)
     assert any("succeeded" in b for b, _ in world.zendesk.comments(zd))
 
@@ -220,18 +225,21 @@ def test_a_ticket_system_outage_loses_nothing(world: World) -> None:
     world.jira_webhook(key, "jira-o-1")
     [job] = wait_for(lambda: store.jobs_of_ticket(world.rt.db, key))
     port = world.jira_server.port
-    world.jira_server.stop()  # Jira goes away while the job runs: its approval checks wait, then it recovers
-    time.sleep(2)
+    world.jira_server.stop()  # Jira goes away: the trail cannot be written (nor approval re-read)
+
+    def failed_deliveries() -> list[object]:
+        with world.rt.db.session() as s:
+            return list(
+                s.execute(
+                    select(OutboxEvent.id).where(OutboxEvent.ticket_id == key, OutboxEvent.last_error != "")
+                ).all()
+            )
+
+    wait_for(failed_deliveries, timeout=40)
+    assert outbox.pending(world.rt.db, key) > 0
     world.jira_server = ServerThread(world.jira.app, port=port).start()
     wait_for(lambda: job_state(world.rt, job.id) == "succeeded", timeout=90)
     wait_for(lambda: outbox.pending(world.rt.db, key) == 0, timeout=60)
     ours = [b for b, _ in world.jira.comments(key) if "[remotehands:" in b]
     assert any("succeeded" in b for b in ours)
     assert world.jira.status(key) == "Resolved"
-    # The outage was felt: a delivery or an approval check failed and was retried.
-    with world.rt.db.session() as s:
-        failed_deliveries = s.execute(
-            select(OutboxEvent.id).where(OutboxEvent.ticket_id == key, OutboxEvent.last_error != "")
-        ).all()
-        retried_steps = [st for st in store.steps_of(s, job.id) if st.status == "retry"]
-    assert failed_deliveries or retried_steps

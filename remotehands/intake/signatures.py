@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from remotehands.errors import NotAuthenticated
+from remotehands.numbers import ascii_int
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,11 @@ def _match(expected: str, given: str) -> None:
 def verify_generic(
     headers: Mapping[str, str], body: bytes, secret: bytes, now: datetime, tolerance: int
 ) -> Verified:
-    stamp = _header(headers, "X-RH-Timestamp")
-    if not stamp.isdigit():
+    stamp = ascii_int(_header(headers, "X-RH-Timestamp"), max_digits=11)
+    if stamp is None:
         raise NotAuthenticated("header X-RH-Timestamp is not epoch seconds", fix="send int(time.time())")
-    _match(sign_generic(secret, body, int(stamp)), _header(headers, "X-RH-Signature"))
-    sent = datetime.fromtimestamp(int(stamp), UTC)
+    _match(sign_generic(secret, body, stamp), _header(headers, "X-RH-Signature"))
+    sent = datetime.fromtimestamp(stamp, UTC)
     _check_time(sent, now, tolerance)
     return Verified(_header(headers, "X-RH-Delivery")[:128], sent)
 
@@ -89,9 +90,11 @@ def verify_jira(
 ) -> Verified:
     _match(sign_jira(secret, body), _header(headers, "X-Hub-Signature"))
     try:
-        millis = json.loads(body)["timestamp"]
-        sent = datetime.fromtimestamp(int(millis) / 1000, UTC)
-    except (ValueError, KeyError, TypeError):
+        millis = ascii_int(json.loads(body)["timestamp"], max_digits=14)
+        if millis is None:
+            raise ValueError("timestamp")
+        sent = datetime.fromtimestamp(millis / 1000, UTC)
+    except (ValueError, KeyError, TypeError, OverflowError):
         raise NotAuthenticated(
             "the Jira body has no numeric 'timestamp'", fix="send Jira's standard webhook body"
         ) from None

@@ -20,7 +20,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from remotehands import audit, redaction
 from remotehands.errors import (
@@ -76,31 +77,44 @@ def ticket_id_from(kind: str, body: bytes) -> str:
 
 def accept(runtime: Runtime, system: str, delivery_id: str, ticket_id: str) -> tuple[bool, int]:
     """Store a delivery; returns (new, delivery row id). A delivery id seen before is not stored again."""
+    return accept_many(runtime, [(system, delivery_id, ticket_id)])[0]
+
+
+def accept_many(runtime: Runtime, deliveries: list[tuple[str, str, str]]) -> list[tuple[bool, int]]:
+    """Store (system, delivery id, ticket id) deliveries in one transaction, so many webhooks arriving
+    together share one commit (one fsync); returns (new, row id) for each, in order. A delivery id seen
+    before, or twice in the batch, is stored once."""
     stamp = _now()
-    try:
-        with runtime.db.session() as s:
-            row = WebhookDelivery(
-                system=system,
-                delivery_id=delivery_id,
-                ticket_id=ticket_id,
-                state="received",
-                outcome="",
-                job_ids=[],
-                attempts=0,
-                received_at=stamp,
-                next_attempt_at=stamp,
-            )
-            s.add(row)
-            s.flush()
-            return True, row.id
-    except IntegrityError:
-        with runtime.db.session() as s:
+    insert = sqlite_insert if runtime.db.engine.dialect.name == "sqlite" else pg_insert
+    out: list[tuple[bool, int]] = []
+    with runtime.db.session() as s:
+        for system, delivery_id, ticket_id in deliveries:
+            new_id = s.execute(
+                insert(WebhookDelivery)
+                .values(
+                    system=system,
+                    delivery_id=delivery_id,
+                    ticket_id=ticket_id,
+                    state="received",
+                    outcome="",
+                    job_ids=[],
+                    attempts=0,
+                    received_at=stamp,
+                    next_attempt_at=stamp,
+                )
+                .on_conflict_do_nothing(index_elements=["system", "delivery_id"])
+                .returning(WebhookDelivery.id)
+            ).scalar()
+            if new_id is not None:
+                out.append((True, int(new_id)))
+                continue
             existing = s.execute(
                 select(WebhookDelivery.id).where(
                     WebhookDelivery.system == system, WebhookDelivery.delivery_id == delivery_id
                 )
             ).scalar_one()
-        return False, existing
+            out.append((False, int(existing)))
+    return out
 
 
 def process_due(runtime: Runtime, *, limit: int = 50) -> int:

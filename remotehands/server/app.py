@@ -44,6 +44,8 @@ def create_app(runtime: Runtime | None = None, *, engine: bool = True) -> FastAP
         try:
             yield
         finally:
+            if state.writer is not None:
+                await state.writer.close()
             if state.engine is not None:
                 await run_in_threadpool(state.engine.stop)
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from starlette.concurrency import run_in_threadpool
-
-from remotehands.intake import webhooks
 from remotehands.runtime import Runtime
 from remotehands.server.engine import Engine
+from remotehands.server.intake_writer import IntakeWriter
 from remotehands.server.metrics import Metrics
 
 
@@ -18,6 +16,7 @@ class ServerState:
     metrics: Metrics
     engine: Engine | None = None
     secret_cache: dict[str, bytes] = field(default_factory=dict, repr=False)
+    writer: IntakeWriter | None = None
 
     def known_systems(self) -> set[str]:
         return {"builtin", *self.runtime.settings.ticket_systems}
@@ -27,4 +26,6 @@ class ServerState:
             self.engine.wake()
 
     async def accept(self, system: str, delivery_id: str, ticket_id: str) -> tuple[bool, int]:
-        return await run_in_threadpool(webhooks.accept, self.runtime, system, delivery_id, ticket_id)
+        if self.writer is None:
+            self.writer = IntakeWriter(self.runtime)
+        return await self.writer.submit(system, delivery_id, ticket_id)

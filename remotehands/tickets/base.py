@@ -10,6 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from remotehands.errors import InvalidRequest, TicketNotFound
+from remotehands.numbers import ascii_int
 
 
 class TicketType(StrEnum):
@@ -159,10 +160,10 @@ def event_marker(event_key: str) -> str:
 
 def parse_builtin_id(ticket_id: str | int) -> int:
     """``RH-12``, ``rh-12`` or ``12`` -> 12; raises ``TicketNotFound`` for anything else."""
-    text = str(ticket_id).strip().upper().removeprefix("RH-")
-    if not text.isdigit():
+    number = ascii_int(str(ticket_id).strip().upper().removeprefix("RH-"), max_digits=12)
+    if number is None:
         raise TicketNotFound(f"{ticket_id!r} is not a builtin ticket id", fix="ticket ids look like RH-12")
-    return int(text)
+    return number
 
 
 def format_builtin_id(number: int) -> str:

@@ -21,6 +21,7 @@ import httpx
 
 from remotehands import redaction
 from remotehands.errors import TicketNotFound, TicketSystemRefused, TicketSystemUnavailable
+from remotehands.numbers import ascii_int
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,9 @@ def retry_after_seconds(value: str | None, *, default: float = 1.0, now: datetim
     if not value:
         return default
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    seconds = ascii_int(value, max_digits=9)
+    if seconds is not None:
+        return float(seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -41,6 +41,7 @@ import httpx
 from remotehands import redaction
 from remotehands.config import TicketSystemConfig
 from remotehands.errors import TicketNotFound, TicketSystemRefused
+from remotehands.numbers import ascii_int
 from remotehands.tickets.base import Approval, Severity, Ticket, TicketStatus, event_marker
 from remotehands.tickets.extract import request_from
 from remotehands.tickets.fields import (
@@ -211,10 +212,10 @@ class RtTickets:
     # -- helpers ----------------------------------------------------------------------------------
 
     def _number(self, ticket_id: str) -> int:
-        text = str(ticket_id).strip().lstrip("#")
-        if not text.isdigit():
+        number = ascii_int(str(ticket_id).strip().lstrip("#"), max_digits=12)
+        if number is None:
             raise TicketNotFound(f"{self.name}: {ticket_id!r} is not an RT ticket number", fix="e.g. 1234")
-        return int(text)
+        return number
 
     def _ticket(self, number: int) -> dict[str, Any]:
         body = self._http.json("GET", f"/ticket/{number}", what=f"read ticket {number}")
@@ -309,7 +310,7 @@ def requestor(ticket: dict[str, Any]) -> str:
 def priority_severity(value: Any) -> Severity:
     """RT's Priority (a number, or Low/Medium/High) -> a severity band; see the module docstring."""
     text = str(value if value is not None else "").strip().lower()
-    number = PRIORITY_WORDS.get(text, int(text) if text.lstrip("-").isdigit() else 0)
+    number = PRIORITY_WORDS.get(text, ascii_int(text, max_digits=9, signed=True) or 0)
     return next((sev for floor, sev in PRIORITY_BANDS if number >= floor), Severity.REDUNDANCY_LOST)
 
 

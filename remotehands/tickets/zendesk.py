@@ -50,6 +50,7 @@ import httpx
 from remotehands import redaction
 from remotehands.config import TicketSystemConfig
 from remotehands.errors import ConfigError, TicketNotFound, TicketSystemRefused
+from remotehands.numbers import ascii_int
 from remotehands.tickets.base import Approval, Severity, Ticket, TicketStatus, event_marker
 from remotehands.tickets.extract import request_from
 from remotehands.tickets.fields import (
@@ -271,7 +272,7 @@ class ZendeskTickets:
         for user in users or []:
             if isinstance(user, Mapping) and user.get("id") == user_id:
                 return str(user.get("name") or user.get("email") or user_id)
-        if not str(user_id).isdigit():
+        if ascii_int(user_id) is None:
             return str(user_id)
         body = self._http.json("GET", f"/api/v2/users/{user_id}.json", what=f"read user {user_id}")
         user = body.get("user") if isinstance(body, Mapping) else None
@@ -318,12 +319,12 @@ def zendesk_error_text(response: httpx.Response) -> str:
 
 
 def _number(ticket_id: str) -> int:
-    text = str(ticket_id).strip().removeprefix("#")
-    if not text.isdigit() or int(text) == 0:
+    number = ascii_int(str(ticket_id).strip().removeprefix("#"), max_digits=15)
+    if not number:
         raise TicketNotFound(
             f"{ticket_id!r} is not a Zendesk ticket id", fix="Zendesk ids are numbers, e.g. 4521"
         )
-    return int(text)
+    return number
 
 
 def _option(name: str, options: Mapping[str, Any], key: str) -> str:

@@ -131,7 +131,8 @@ def cycle(host: str, **params: object) -> TaskRequest:
 def test_signed_jira_and_zendesk_webhooks_each_make_one_job_and_write_the_trail_back(world: World) -> None:
     key = tj.seed_jira(world.jira, request=cycle("esx-01"))
     world.jira.set_approval(key, "approved", "bob")
-    zd = tz.seed_zendesk(world.zendesk, request=cycle("esx-02"), via_fields=False)
+    # Two protocols at once (IPMI and Redfish): the two jobs run side by side.
+    zd = tz.seed_zendesk(world.zendesk, request=cycle("rf-01"), via_fields=False)
     tz.set_approval(world.zendesk, zd, "approved", "bob")
     for _ in range(3):  # re-sent deliveries
         assert world.jira_webhook(key, "jira-dlv-1").status_code == 202

@@ -17,7 +17,8 @@ defaults apply. Every key can be overridden by an environment variable ``RH_<KEY
     alertmanager_token      RH_ALERTMANAGER_TOKEN      reference to the bearer token Alertmanager sends
 
 External ticket systems are tables in the file only (``[ticket_systems.<name>]``, see ``TicketSystemConfig``),
-as are ``[sla]``, ``[escalation]`` and ``[alerts]`` (see ``remotehands.alerts.settings``).
+as are ``[sla]``, ``[escalation]`` and ``[alerts]`` (see ``remotehands.alerts.settings``), ``[reimage]``
+and ``[images.<name>]`` (see ``remotehands.reimage.settings``).
 
 Secrets are never written in settings: ``ticket_key`` is a reference resolved at the moment of use.
 """
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from remotehands.alerts.settings import AlertSettings, EscalationSettings, SlaSettings
 from remotehands.errors import ConfigError
+from remotehands.reimage.settings import ImageConfig, ReimageSettings
 from remotehands.tickets.extract import FieldMap
 
 
@@ -81,6 +83,8 @@ class Settings(BaseModel):
     sla: SlaSettings = SlaSettings()
     escalation: EscalationSettings = EscalationSettings()
     alerts: AlertSettings = AlertSettings()
+    reimage: ReimageSettings = ReimageSettings()
+    images: dict[str, ImageConfig] = Field(default_factory=dict)
     source: str = "defaults"
 
     @field_validator("workers", "lease_seconds", "bmc_timeout")
@@ -112,7 +116,7 @@ _KEYS = (
     "webhook_tolerance",
     "alertmanager_token",
 )
-_FILE_ONLY_KEYS = ("ticket_systems", "sla", "escalation", "alerts")
+_FILE_ONLY_KEYS = ("ticket_systems", "sla", "escalation", "alerts", "reimage", "images")
 
 
 def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None) -> Settings:

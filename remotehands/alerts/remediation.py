@@ -103,7 +103,9 @@ def _start(
             f"on {', '.join(hosts)}.",
             event_key=f"policy-approved-{policy.name}-{ticket_id}",
         )
-        job_ids = store.create_jobs_for_ticket(runtime.db, tickets.get(ticket_id), approver, approver)
+        job_ids = store.create_jobs_for_ticket(
+            runtime.db, tickets.get(ticket_id), approver, approver, inventory=runtime.inventory()
+        )
     except RemoteHandsError as exc:
         reason = f"policy {policy.name} could not run {policy.action} on {', '.join(hosts)}: {exc}"
         tickets.escalate(ticket_id, reason, event_key=f"policy-failed-{policy.name}-{ticket_id}")

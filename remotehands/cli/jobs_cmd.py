@@ -133,7 +133,7 @@ def run(
             f"{t.id} is not approved (status {t.status.value}); nothing was done",
             fix=f"someone other than {t.requester} runs: remotehands tickets approve {t.id}",
         )
-    ids = store.create_jobs_for_ticket(rt.db, t, approval.approver, current_user())
+    ids = store.create_jobs_for_ticket(rt.db, t, approval.approver, current_user(), inventory=rt.inventory())
     data = run_jobs(rt, ids, quiet=as_json, timeout=timeout)
     emit({"ticket": t.id, "jobs": data}, as_json, lambda: None)
     raise typer.Exit(_exit_code(rt, ids))

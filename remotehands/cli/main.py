@@ -21,6 +21,7 @@ from remotehands.cli import (
     jobs_cmd,
     lab_cmd,
     power_cmd,
+    reimage_cmd,
     serve_cmd,
     tickets_cmd,
 )
@@ -47,6 +48,7 @@ app.command("run")(jobs_cmd.run)
 app.command("worker")(jobs_cmd.worker)
 app.command("demo")(lab_cmd.demo)
 app.command("serve")(serve_cmd.serve)
+app.command("reimage")(reimage_cmd.reimage)
 
 log = logging.getLogger("remotehands")
 
@@ -67,7 +69,7 @@ def setup_logging() -> str | None:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     # redfish logs every request at INFO and its X-Auth-Token at DEBUG: keep it to warnings.
-    for noisy in ("alembic", "pyghmi", "redfish", "httpx", "uvicorn.access"):
+    for noisy in ("alembic", "pyghmi", "redfish", "httpx", "uvicorn.access", "paramiko"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return str(path)
 

@@ -209,10 +209,15 @@ def _handle(runtime: Runtime, system: str, ticket_id: str) -> tuple[str, str, li
     if not ticket.site:
         ticket = dataclasses.replace(ticket, site=site)
     try:
-        job_ids = store.create_jobs_for_ticket(runtime.db, ticket, approval.approver, f"webhook:{system}")
+        job_ids = store.create_jobs_for_ticket(
+            runtime.db, ticket, approval.approver, f"webhook:{system}", inventory=inventory
+        )
     except (NotApproved, NotPermitted) as exc:
         _tell(tickets, ticket.id, f"remotehands did not start: {exc}", f"refused-{key}")
         return "refused", str(exc), []
+    except BadInput as exc:  # e.g. no reimage method fits a host
+        _tell(tickets, ticket.id, f"remotehands cannot act on this ticket: {exc}", _digest("invalid", exc))
+        return "invalid", str(exc), []
     with runtime.db.session() as s:
         audit.append(
             s, f"webhook:{system}", "intake.jobs", ticket.id, {"jobs": job_ids, "approver": approval.approver}

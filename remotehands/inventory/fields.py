@@ -57,7 +57,14 @@ SERVER_FIELDS = (
     "subscription",
     "power",
     "reimage_method",
+    "ssh",
+    "ssh_host_key",
+    "model",
+    "dfu_controller",
+    "mdm_udid",
 )
+REIMAGE_METHODS = ("erase-install", "mdm-erase", "dfu-restore", "netboot", "pxe", "virtual-media")
+MAC_MODELS = ("apple-silicon", "t2", "intel-legacy")
 DEVICE_FIELDS = (
     "ansible_host",
     "kind",
@@ -223,7 +230,11 @@ def build_equipment(
             fields["power"], fields["power_fallback"] = paths[0], paths[1:]
         else:
             fields["power"] = None
-        fields["reimage_method"] = host.text("reimage_method", None)
+        if host.value("reimage_method") is not None:
+            fields["reimage_method"] = choice(
+                host.spot("reimage_method"), host.value("reimage_method"), REIMAGE_METHODS, "empty"
+            )
+        _access_fields(host, fields, kind)
     elif kind == PDU_KIND:
         _pdu_fields(host, fields)
     elif kind is not None:
@@ -249,6 +260,31 @@ def build_equipment(
     except ValidationError as exc:
         problems.extend(problems_from_validation_error(exc, name, lambda key: host.spot(key).file))
         return None
+
+
+def _access_fields(host: _HostVars, fields: dict[str, object], kind: str | None) -> None:
+    """How remotehands reaches a server's OS (SSH login and pinned host key) and, for Macs, the model,
+    the DFU controller Mac paired over USB-C and the MDM device id."""
+    if host.value("ssh") is not None:
+        fields["ssh"] = credentials(host.spot("ssh"), host.value("ssh"), None)
+    key = host.text("ssh_host_key", None)
+    if key is not None:
+        parts = key.split()
+        if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-")):
+            host.spot("ssh_host_key").report(
+                "ssh_host_key must be an OpenSSH public key line like 'ssh-ed25519 AAAA...'; "
+                "copy it from /etc/ssh/ssh_host_ed25519_key.pub"
+            )
+        fields["ssh_host_key"] = key
+    mac = kind is not None and kind.startswith("mac-")
+    for name in ("model", "dfu_controller", "mdm_udid"):
+        if host.value(name) is not None and not mac:
+            host.spot(name).report(f"{name} applies to Macs only, not to this {kind} host")
+    if mac and host.value("model") is not None:
+        fields["model"] = choice(host.spot("model"), host.value("model"), MAC_MODELS, "empty model")
+    if mac:
+        fields["dfu_controller"] = host.text("dfu_controller", None)
+        fields["mdm_udid"] = host.text("mdm_udid", None)
 
 
 def _pdu_fields(host: _HostVars, fields: dict[str, object]) -> None:

@@ -93,6 +93,11 @@ class Host(_Model):
     power: PowerProfile  # the first power path
     power_fallback: tuple[PowerProfile, ...] = ()  # tried in order when the one before fails
     reimage_method: str | None = None
+    ssh: Credentials | None = None  # the OS login (password a reference)
+    ssh_host_key: str | None = None  # OpenSSH public key line; pinned until a reimage replaces it
+    model: Literal["apple-silicon", "t2", "intel-legacy"] | None = None  # Macs: decides reimage methods
+    dfu_controller: str | None = None  # Macs: the controller Mac paired over USB-C for DFU restore
+    mdm_udid: str | None = None  # Macs: the device id at the MDM server
 
     @property
     def power_paths(self) -> tuple[PowerProfile, ...]:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from remotehands.errors import InvalidRequest
 from remotehands.jobs.steps import Step
+
+if TYPE_CHECKING:
+    from remotehands.inventory.models import Host
 
 
 @dataclass(frozen=True)
@@ -16,6 +20,9 @@ class Action:
     steps: Callable[[], list[Step]]
     deadline_seconds: int = 900
     purpose: str = ""
+    # An action whose steps depend on the target (``reimage``: the method follows the host) names, per
+    # target, the concrete action its job runs; raises ``InvalidRequest`` when none fits the host.
+    resolve: Callable[[Host, dict[str, Any]], str] | None = None
 
 
 _ACTIONS: dict[str, Action] = {}
@@ -43,4 +50,5 @@ def names() -> frozenset[str]:
 
 def _load_builtin_actions() -> None:
     # Importing a task module registers its actions.
-    import remotehands.bmc.tasks  # noqa: F401
+    import remotehands.bmc.tasks
+    import remotehands.reimage.action  # noqa: F401

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from remotehands import audit
 from remotehands.db import Database
-from remotehands.errors import NotApproved, NotPermitted, TargetBusy
+from remotehands.errors import InternalError, NotApproved, NotPermitted, TargetBusy
+from remotehands.inventory.models import Inventory
 from remotehands.jobs import actions, outbox
 from remotehands.jobs.states import ACTIVE, TERMINAL, JobEvent, JobState, next_state
 from remotehands.jobs.tables import Job, JobStep
@@ -49,13 +50,16 @@ def create_jobs_for_ticket(
     actor: str,
     *,
     only: frozenset[str] | None = None,
+    inventory: Inventory | None = None,
 ) -> list[int]:
     """Create one job per target of an approved ticket (or of ``only`` those targets), all or none.
 
     A target that already has a queued, running, waiting, needs_operator or succeeded job for this ticket's
     request gets that job back instead of a new one, so running a ticket twice never repeats its work; only
-    a failed or cancelled job is replaced. A changed request on the same ticket is new work. Raises ``NotApproved`` unless the ticket is approved,
-    ``NotPermitted`` when it is resolved or closed, and ``TargetBusy`` (with the blocking job id) when
+    a failed or cancelled job is replaced. A changed request on the same ticket is new work. An action that
+    resolves per target (``reimage``) needs ``inventory``: each host's job runs the concrete action for it.
+    Raises ``NotApproved`` unless the ticket is approved, ``NotPermitted`` when it is resolved or closed,
+    ``InvalidRequest`` when the action fits no target, and ``TargetBusy`` (with the blocking job id) when
     another ticket's job holds a target.
     """
     if approved_by is None:
@@ -102,7 +106,7 @@ def create_jobs_for_ticket(
             job = Job(
                 ticket_system=ticket.system,
                 ticket_id=ticket.id,
-                action=action.name,
+                action=_concrete(action, target, request.params, inventory),
                 target=target,
                 active_target=target,
                 site=ticket.site,
@@ -146,6 +150,16 @@ def create_jobs_for_ticket(
                 s, ticket.system, ticket.id, "status", TicketStatus.IN_PROGRESS.value, job_id=job.id
             )
     return ids
+
+
+def _concrete(
+    action: actions.Action, target: str, params: dict[str, Any], inventory: Inventory | None
+) -> str:
+    if action.resolve is None:
+        return action.name
+    if inventory is None:
+        raise InternalError(f"{action.name} resolves per host and was given no inventory")
+    return action.resolve(inventory.host(target), params)
 
 
 def tell(session: Session, job: Job, text: str) -> None:

@@ -1,6 +1,7 @@
 """The lab process and the API that starts, finds and stops it.
 
-``python -m remotehands.lab.process --dir DIR --hosts N [--redfish R] [--macs M] [--cycle-delay S]`` runs the
+``python -m remotehands.lab.process --dir DIR --hosts N [--redfish R] [--macs M] [--cycle-delay S]
+[--mac-models apple-silicon,t2] [--time-scale X]`` runs the
 simulated site of ``remotehands.lab.site`` on 127.0.0.1: N IPMI BMCs (esx-NN), R servers behind a Redfish
 service (rf-NN) and M Macs on a switched PDU's outlets (mac-NN). Once every device answers it writes an
 Ansible inventory to ``DIR/inventory/`` and then ``DIR/lab.json`` (the signal that the lab is up). SIGTERM
@@ -21,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,13 +55,15 @@ class LabHost:
 
 @dataclass(frozen=True)
 class LabOutlet:
-    """Where one simulated Mac's power comes from (an outlet of a simulated PDU), and its SSH port."""
+    """Where one simulated Mac's power comes from (an outlet of a simulated PDU), its SSH port, and what it is."""
 
     pdu: str
     outlet: int
     address: str
     port: int
     ssh_port: int = 0
+    serial: str = ""
+    model: str = ""  # apple-silicon, t2 or intel-legacy
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class LabInfo:
     redfish_hosts: Mapping[str, LabHost] = field(default_factory=dict)  # port: the Redfish service
     macs: Mapping[str, LabOutlet] = field(default_factory=dict)
     redfish_ca: Path | None = None
+    known_hosts: Path | None = None  # the simulated hosts' current SSH host keys (OpenSSH format)
 
     def password(self) -> str:
         """The BMC password every simulated BMC of this lab accepts for user ``admin``."""
@@ -90,8 +94,13 @@ def start_lab(
     *,
     redfish: int = 2,
     macs: int = 2,
+    mac_models: Sequence[str] | None = None,
+    time_scale: float | None = None,
 ) -> LabInfo:
     """Start a lab process for ``state_dir`` and return once every BMC answers.
+
+    ``mac_models``: the Macs' models in turn (default ``site.DEFAULT_MAC_MODELS``); ``time_scale``: real
+    seconds per simulated second on the Macs (default ``ssh_host.DEFAULT_TIME_SCALE``).
 
     Raises ``BadInput`` when a lab already runs there or ``hosts`` is out of range, and ``ActionFailed``
     (with the end of ``DIR/lab.out``) when the process exits early or is not ready within ``timeout``.
@@ -120,6 +129,10 @@ def start_lab(
         str(hosts),
     ]
     command += ["--cycle-delay", str(cycle_delay), "--redfish", str(redfish), "--macs", str(macs)]
+    if mac_models:
+        command += ["--mac-models", ",".join(mac_models)]
+    if time_scale is not None:
+        command += ["--time-scale", str(time_scale)]
     with out_path.open("wb") as out:
         proc = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -172,11 +185,18 @@ def read_lab(state_dir: Path) -> LabInfo | None:
         },
         macs={
             name: LabOutlet(
-                m["pdu"], int(m["outlet"]), m["address"], int(m["port"]), int(m.get("ssh_port", 0))
+                m["pdu"],
+                int(m["outlet"]),
+                m["address"],
+                int(m["port"]),
+                int(m.get("ssh_port", 0)),
+                m.get("serial", ""),
+                m.get("model", ""),
             )
             for name, m in raw.get("macs", {}).items()
         },
         redfish_ca=Path(raw["redfish_ca"]) if raw.get("redfish_ca") else None,
+        known_hosts=Path(raw["known_hosts"]) if raw.get("known_hosts") else None,
     )
 
 
@@ -276,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--redfish", type=int, default=2, help="simulated servers behind a Redfish service")
     parser.add_argument("--macs", type=int, default=2, help="simulated Macs on switched PDU outlets")
+    parser.add_argument(
+        "--mac-models", default="", help="the Macs' models in turn, e.g. apple-silicon,t2,intel-legacy"
+    )
+    parser.add_argument("--time-scale", type=float, default=None, help="real seconds per simulated second")
     args = parser.parse_args(argv)
     if not 1 <= args.hosts <= MAX_HOSTS:
         parser.error(f"--hosts must be 1 to {MAX_HOSTS}")
@@ -287,10 +311,19 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(process)d %(threadName)s %(levelname)s %(name)s: %(message)s",
     )
     redaction.install_record_factory()
-    from remotehands.lab.site import run_lab
+    from remotehands.lab.site import DEFAULT_MAC_MODELS, run_lab
 
+    models = [m for m in args.mac_models.split(",") if m] or list(DEFAULT_MAC_MODELS)
     try:
-        return run_lab(state_dir, args.hosts, args.cycle_delay, redfish=args.redfish, macs=args.macs)
+        return run_lab(
+            state_dir,
+            args.hosts,
+            args.cycle_delay,
+            redfish=args.redfish,
+            macs=args.macs,
+            mac_models=models,
+            time_scale=args.time_scale,
+        )
     except Exception as exc:
         log.exception("the lab failed")
         print(f"lab failed: {type(exc).__name__}: {exc}", file=sys.stderr)

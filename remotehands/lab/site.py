@@ -1,5 +1,7 @@
 """The simulated site the lab process runs: IPMI BMCs (esx-NN), servers behind one Redfish service (rf-NN),
 and Macs (mac-NN) powered through the outlets of one switched PDU (SNMP, APC rPDU2 tables), all on 127.0.0.1.
+Each Mac answers SSH (``remotehands.lab.ssh_host``) while its outlet is on, with the inventory's serial and
+a model (``DEFAULT_MAC_MODELS`` in turn unless given); their host keys are in ``DIR/known_hosts``.
 
 Every device logs the commands it executes to ``DIR/bmc-log.jsonl``; the inventory for all of them is
 written to ``DIR/inventory/``; secrets (one BMC/Redfish password, one SNMP community) go to
@@ -17,13 +19,13 @@ import secrets
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from remotehands import redaction
-from remotehands.lab.mac_agent import MacAgents
 from remotehands.lab.process import ADDRESS, RACK, SITE, SUBSCRIPTIONS, USERNAME, LabHost
 
 log = logging.getLogger("remotehands.lab.site")
@@ -35,6 +37,7 @@ PDU_OUTLETS = 24
 # seconds, and the driver needs a readable off-period to prove a reboot ran (see bmc.pdu).
 PDU_MIN_CYCLE_S = 1.0
 PDU_STAGGER_S = 0.5
+DEFAULT_MAC_MODELS = ("apple-silicon", "t2")  # mac-01, mac-02, then again in turn
 
 
 def names(prefix: str, count: int) -> list[str]:
@@ -47,11 +50,29 @@ def host_names(count: int) -> list[str]:
     return names("esx", count)
 
 
-def run_lab(state_dir: Path, count: int, cycle_delay: float, *, redfish: int = 2, macs: int = 2) -> int:
-    """Run the site until SIGTERM/SIGINT; returns the exit status."""
+def serial_number(number: int) -> str:
+    """The serial of the lab's ``number``-th server (counting IPMI hosts, then Redfish ones, then Macs)."""
+    return f"LAB{number:04d}"
+
+
+def run_lab(
+    state_dir: Path,
+    count: int,
+    cycle_delay: float,
+    *,
+    redfish: int = 2,
+    macs: int = 2,
+    mac_models: Sequence[str] = DEFAULT_MAC_MODELS,
+    time_scale: float | None = None,
+) -> int:
+    """Run the site until SIGTERM/SIGINT; returns the exit status.
+
+    ``mac_models``: the Macs' models in turn; ``time_scale``: real seconds per simulated second on the Macs
+    (default: ``ssh_host.DEFAULT_TIME_SCALE``, a 40-minute install in 2 s)."""
     from remotehands.lab.bmc_sim import CommandLog, SimulatedBmc, probe, serve_forever
     from remotehands.lab.pdu_sim import PduSpec, serve_pdus
     from remotehands.lab.redfish_sim import serve_redfish
+    from remotehands.lab.ssh_host import DEFAULT_TIME_SCALE, SshHosts
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -108,13 +129,28 @@ def run_lab(state_dir: Path, count: int, cycle_delay: float, *, redfish: int = 2
         if mac_names
         else None
     )
-    agents = MacAgents()
+    ssh_hosts = SshHosts(
+        password,
+        username=USERNAME,
+        command_log=command_log,
+        known_hosts=state_dir / "known_hosts",
+        time_scale=time_scale or DEFAULT_TIME_SCALE,
+        address=ADDRESS,
+    )
+    models = {name: mac_models[i % len(mac_models)] for i, name in enumerate(mac_names)}
+    serials = {name: serial_number(count + len(rf_names) + i) for i, name in enumerate(mac_names, start=1)}
     ssh_ports: dict[str, int] = {}
     if pdus is not None:
         strip = pdus.pdu(PDU_NAME)
         for outlet, name in enumerate(mac_names, start=1):
-            ssh_ports[name] = agents.add(name, functools.partial(strip.is_on, outlet))
-        agents.start()
+            ssh_ports[name] = ssh_hosts.add_host(
+                name,
+                "mac-mini",
+                serial=serials[name],
+                model=models[name],
+                powered=functools.partial(strip.is_on, outlet),
+            )
+        ssh_hosts.start()
     lab: dict[str, Any] = {
         "pid": os.getpid(),
         "started": time.time(),
@@ -126,6 +162,7 @@ def run_lab(state_dir: Path, count: int, cycle_delay: float, *, redfish: int = 2
         if rf
         else {},
         "redfish_ca": str(rf.ca_file) if rf else None,
+        "known_hosts": str(state_dir / "known_hosts"),
         "macs": {
             n: {
                 "pdu": PDU_NAME,
@@ -133,6 +170,9 @@ def run_lab(state_dir: Path, count: int, cycle_delay: float, *, redfish: int = 2
                 "address": ADDRESS,
                 "port": pdus.port_of(PDU_NAME),
                 "ssh_port": ssh_ports[n],
+                "serial": serials[n],
+                "model": models[n],
+                "host_key": f"{ssh_hosts.host_key(n).get_name()} {ssh_hosts.host_key(n).get_base64()}",
             }
             for i, n in enumerate(mac_names, start=1)
         }
@@ -155,7 +195,7 @@ def run_lab(state_dir: Path, count: int, cycle_delay: float, *, redfish: int = 2
         bmc.stop()
     if rf is not None:
         rf.stop()
-    agents.stop()
+    ssh_hosts.stop()
     if pdus is not None:
         pdus.stop()
     listener.join(2.0)
@@ -172,6 +212,7 @@ def write_inventory(
 ) -> None:
     """Write ``hosts.yml`` and ``group_vars/all.yml`` for the lab (format read by ``remotehands.inventory``)."""
     credentials = {"username": USERNAME, "password": f"file:{password_file}"}
+    ssh = {"username": USERNAME, "password": f"file:{password_file}"}
     entries: dict[str, Any] = {}
     number = 0
 
@@ -182,7 +223,7 @@ def write_inventory(
             "ansible_host": ADDRESS,
             **more,
             "kind": kind,
-            "serial_number": f"LAB{number:04d}",
+            "serial_number": serial_number(number),
             "subscription": "acme-0001" if number % 2 else "globex-0001",
             "power": power,
         }
@@ -210,6 +251,9 @@ def write_inventory(
             "mac-mini",
             {"type": "pdu-outlet", "pdu": m["pdu"], "outlet": m["outlet"], "outlet_name": name},
             ansible_port=m["ssh_port"],
+            model=m["model"],
+            ssh=ssh,
+            ssh_host_key=m["host_key"],
         )
     if lab["macs"]:
         entries[PDU_NAME] = {

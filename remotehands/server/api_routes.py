@@ -116,7 +116,9 @@ def run_ticket(request: Request, who: Caller, ticket_id: str) -> dict[str, Any]:
     rt = state.runtime
     ticket = rt.tickets.get(ticket_id)
     approval = rt.tickets.approval(ticket.id)
-    ids = store.create_jobs_for_ticket(rt.db, ticket, approval.approver, f"api:{who.name}")
+    ids = store.create_jobs_for_ticket(
+        rt.db, ticket, approval.approver, f"api:{who.name}", inventory=rt.inventory()
+    )
     state.wake()
     return {"ticket": ticket.id, "jobs": ids}
 

@@ -1,0 +1,58 @@
+"""What a reimage step needs around the host: an SSH session with the pinned key (or, after the install,
+taking the new key for this job only), and the image it installs."""
+
+from __future__ import annotations
+
+import paramiko
+
+from remotehands import secrets
+from remotehands.errors import DeviceRefused, InvalidRequest
+from remotehands.jobs.steps import StepContext
+from remotehands.reimage.settings import ImageConfig
+from remotehands.ssh import keys
+from remotehands.ssh.client import HostSsh
+
+
+def image_of(ctx: StepContext) -> tuple[str, ImageConfig]:
+    """The job's image (params ``image``), from the settings. Raises ``InvalidRequest`` naming the fix."""
+    name = str(ctx.params.get("image") or "")
+    images = ctx.runtime.settings.images
+    if name not in images:
+        raise InvalidRequest(
+            f"image {name!r} is not configured" if name else "the request names no image",
+            fix="configured images: "
+            + (", ".join(sorted(images)) or "none; add [images.<name>] to remotehands.toml"),
+        )
+    return name, images[name]
+
+
+def ssh_to(ctx: StepContext, *, take_new_key: bool = False, timeout: float = 10.0) -> HostSsh:
+    """An SSH session to the job's host. With ``take_new_key`` (after its OS was reinstalled by this job)
+    the key the host presents is pinned for it, recorded on the ticket; otherwise the pinned key must match.
+
+    Raises ``DeviceRefused`` (no SSH access in the inventory, refused login, changed key) or
+    ``DeviceUnreachable``."""
+    host = ctx.host()
+    if host.ssh is None:
+        raise DeviceRefused(
+            f"{host.name} has no ssh access in the inventory", fix="add ssh: {username, password: env:NAME}"
+        )
+    password = secrets.resolve(host.ssh.password, field=f"{host.name}.ssh.password")
+    db = ctx.runtime.db
+
+    def pin(key: paramiko.PKey) -> None:
+        printed = keys.pin(db, host.name, key, by=f"job-{ctx.job_id} (reimage)")
+        ctx.data["pinned_key"] = printed
+        ctx.tell_ticket(f"new SSH host key of {host.name} pinned on first use after the reinstall: {printed}")
+
+    expected = None if take_new_key else keys.pinned(db, host.name, host.ssh_host_key)
+    return HostSsh(
+        host.name,
+        host.mgmt_address,
+        host.ssh_port,
+        host.ssh.username,
+        password=password,
+        expected=expected,
+        accept_new=pin if take_new_key else None,
+        timeout=timeout,
+    )

@@ -1,0 +1,1 @@
+"""SSH to hosts with pinned host keys (paramiko; never a blanket auto-add policy)."""

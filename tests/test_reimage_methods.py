@@ -37,8 +37,12 @@ def host(
 
 def test_a_mac_defaults_to_erase_install_and_the_inventory_can_say_otherwise() -> None:
     assert methods.choose(host("mac-1", "mac-mini", "apple-silicon"), None).name == "erase-install"
-    with pytest.raises(InvalidRequest, match="not available yet"):
-        methods.choose(host("mac-1", "mac-mini", "apple-silicon", method="mdm-erase"), None)
+    assert (
+        methods.choose(host("mac-1", "mac-mini", "apple-silicon", method="mdm-erase"), None).name
+        == "mdm-erase"
+    )
+    with pytest.raises(InvalidRequest, match="method pxe is not available yet"):
+        methods.choose(host("esx-1", "esxi", power="ipmi"), None)
 
 
 @pytest.mark.parametrize(

@@ -80,6 +80,8 @@ class LabInfo:
     macs: Mapping[str, LabOutlet] = field(default_factory=dict)
     redfish_ca: Path | None = None
     known_hosts: Path | None = None  # the simulated hosts' current SSH host keys (OpenSSH format)
+    mdm_url: str | None = None  # the lab's NanoMDM-style server
+    mdm_key_file: Path | None = None  # its API key
 
     def password(self) -> str:
         """The BMC password every simulated BMC of this lab accepts for user ``admin``."""
@@ -197,6 +199,8 @@ def read_lab(state_dir: Path) -> LabInfo | None:
         },
         redfish_ca=Path(raw["redfish_ca"]) if raw.get("redfish_ca") else None,
         known_hosts=Path(raw["known_hosts"]) if raw.get("known_hosts") else None,
+        mdm_url=raw.get("mdm", {}).get("url"),
+        mdm_key_file=Path(raw["mdm"]["key_file"]) if raw.get("mdm") else None,
     )
 
 

@@ -151,6 +151,7 @@ def run_lab(
                 powered=functools.partial(strip.is_on, outlet),
             )
         ssh_hosts.start()
+    mdm, mdm_server, mdm_key_file = _start_mdm(state_dir, ssh_hosts, serials)
     lab: dict[str, Any] = {
         "pid": os.getpid(),
         "started": time.time(),
@@ -163,6 +164,7 @@ def run_lab(
         else {},
         "redfish_ca": str(rf.ca_file) if rf else None,
         "known_hosts": str(state_dir / "known_hosts"),
+        "mdm": {"url": mdm_server.url, "key_file": str(mdm_key_file)},
         "macs": {
             n: {
                 "pdu": PDU_NAME,
@@ -173,6 +175,7 @@ def run_lab(
                 "serial": serials[n],
                 "model": models[n],
                 "host_key": f"{ssh_hosts.host_key(n).get_name()} {ssh_hosts.host_key(n).get_base64()}",
+                "mdm_udid": mdm_udid(serials[n]),
             }
             for i, n in enumerate(mac_names, start=1)
         }
@@ -195,6 +198,8 @@ def run_lab(
         bmc.stop()
     if rf is not None:
         rf.stop()
+    mdm_server.stop()
+    mdm.close()
     ssh_hosts.stop()
     if pdus is not None:
         pdus.stop()
@@ -254,6 +259,7 @@ def write_inventory(
             model=m["model"],
             ssh=ssh,
             ssh_host_key=m["host_key"],
+            mdm_udid=m["mdm_udid"],
         )
     if lab["macs"]:
         entries[PDU_NAME] = {
@@ -276,6 +282,37 @@ def write_inventory(
     header = "# Written by remotehands.lab at every lab start; edits are lost.\n"
     _write_atomic(inventory_dir / "hosts.yml", header + _yaml({"all": {"children": {SITE: site}}}))
     _write_atomic(inventory_dir / "group_vars" / "all.yml", header + _yaml(group_vars))
+
+
+def mdm_udid(serial: str) -> str:
+    """A lab Mac's device id at the MDM server (the shape of an Apple silicon UDID)."""
+    return f"00008112-{serial.encode().hex().upper()[:16]:0>16}"
+
+
+def _start_mdm(state_dir: Path, ssh_hosts: Any, serials: dict[str, str]) -> tuple[Any, Any, Path]:
+    """The lab's MDM server (NanoMDM-style), its Macs enrolled; an acknowledged EraseDevice makes the Mac go
+    dark and come back erased, on the same OS build, with a new host key, and enrolled again."""
+    from remotehands.lab.mdm_sim import MdmSim
+    from remotehands.lab.ssh_host import INSTALL_SECONDS
+    from remotehands.lab.ticket_sims.harness import ServerThread
+
+    key_file = _write_secret(state_dir / "secrets", "mdm_key", 18)
+    by_udid = {mdm_udid(serial): name for name, serial in serials.items()}
+
+    def erase(udid: str) -> None:
+        name = by_udid[udid]
+        ssh_hosts.begin_install(name, ssh_hosts.state(name).build, erase=True, method="mdm-erase")
+
+    mdm = MdmSim(
+        api_key=key_file.read_text().strip(),
+        time_scale=ssh_hosts.time_scale,
+        checkin_delay=5.0,
+        erase_seconds=INSTALL_SECONDS,
+        on_erase=erase,
+    )
+    for udid, name in by_udid.items():
+        mdm.add_device(udid, serials[name], enrolled=True)
+    return mdm, ServerThread(mdm.app, host=ADDRESS).start(), key_file
 
 
 def _write_secret(secrets_dir: Path, name: str, nbytes: int) -> Path:

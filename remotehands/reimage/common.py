@@ -116,7 +116,12 @@ class VerifyInstall(Step):
 
     def run(self, ctx: StepContext) -> Done:
         host = ctx.host()
-        name, image = image_of(ctx)
+        if ctx.params.get("image"):
+            _, image = image_of(ctx)
+            wanted, what = image.build, f"{image.os} {image.version} ({image.build})"
+        else:  # an erase that keeps the OS (mdm-erase): the build it had
+            wanted = str(ctx.data.get("build_before") or "")
+            what = f"build {wanted or '?'}, as before the erase"
         with ssh_to(ctx) as ssh:
             seen_build = os_facts.build(ssh, host)
             seen_serial = os_facts.serial(ssh, host)
@@ -127,9 +132,9 @@ class VerifyInstall(Step):
                     notes.append("pmset autorestart was off: set to 1")
                 else:
                     notes.append("pmset autorestart is 1")
-        if seen_build != image.build:
+        if wanted and seen_build != wanted:
             raise VerificationFailed(
-                f"{host.name} runs build {seen_build}, not {image.build} of image {name}",
+                f"{host.name} runs build {seen_build}, not {wanted}",
                 fix="the install may have used another installer; check the host, then retry or cancel",
             )
         if seen_serial != host.serial_number:
@@ -137,7 +142,4 @@ class VerifyInstall(Step):
                 f"after the install {host.name} reports serial {seen_serial}, not {host.serial_number}",
                 fix="another machine answers at this address: check the cabling and the inventory",
             )
-        return Done(
-            f"{host.name} runs {image.os} {image.version} ({image.build}); serial {seen_serial}; "
-            + "; ".join(notes)
-        )
+        return Done(f"{host.name} runs {what}; serial {seen_serial}; " + "; ".join(notes))

@@ -89,4 +89,5 @@ REFUSALS: dict[str, Callable[[Host], str | None]] = {
 
 
 def _load() -> None:
-    import remotehands.reimage.erase_install  # noqa: F401  (registers its method)
+    import remotehands.reimage.erase_install
+    import remotehands.reimage.mdm_erase  # noqa: F401

@@ -1,5 +1,5 @@
-"""erase-install end to end through the CLI against the lab: lab Macs answer SSH like macOS, go dark for the
-install and come back with the new build and a new host key."""
+"""Mac reimage methods end to end through the CLI against the lab (erase-install, mdm-erase): lab Macs answer
+SSH like macOS, go dark for the install and come back with the new build and a new host key."""
 
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ def reimage_rt(tmp_path: Path, mac_lab: LabInfo) -> Iterator[Runtime]:
         reimage=ReimageSettings(
             install_deadline_minutes=2,
             volume_owner=VolumeOwner(username="admin", password=f"file:{mac_lab.password_file}"),
+            mdm_url=mac_lab.mdm_url,
+            mdm_key=f"file:{mac_lab.mdm_key_file}",
         ),
     )
     rt = Runtime(settings)
@@ -65,6 +67,7 @@ def rcli(
         f'db_url = "{settings.db_url}"\ninventory = "{settings.inventory}"\nlog_file = "{settings.log_file}"\n'
         f'[images.{IMAGE}]\nos = "macos"\nversion = "15.2"\nbuild = "24C101"\n'
         f"[reimage]\ninstall_deadline_minutes = 2\n"
+        f'mdm_url = "{settings.reimage.mdm_url}"\nmdm_key = "{settings.reimage.mdm_key}"\n'
         f'volume_owner = {{ username = "admin", password = "file:{settings.reimage.volume_owner.password[5:]}" }}\n'  # type: ignore[union-attr]
     )
     monkeypatch.setenv("RH_CONFIG", str(config))
@@ -88,7 +91,11 @@ def reimage_ticket(rt: Runtime, host: str, **params: object) -> str:
             requester="alice",
             customer="provider",
             subscription="provider",
-            request=TaskRequest(action="reimage", targets=(host,), params={"image": IMAGE, **params}),
+            request=TaskRequest(
+                action="reimage",
+                targets=(host,),
+                params={k: v for k, v in {"image": IMAGE, **params}.items() if v is not None},
+            ),
         ),
         rt.inventory(),
     )
@@ -171,3 +178,28 @@ def test_netboot_is_refused_on_a_t2_mac_before_any_job(rcli, reimage_rt: Runtime
     code, _, err = rcli("reimage", "mac-02", "--ticket", ticket_id)
     assert code == 2
     assert "t2" in err and "netboot" in err
+
+
+def test_mdm_erase_erases_through_the_mdm_server_and_the_mac_comes_back_enrolled(
+    rcli, reimage_rt: Runtime, mac_lab: LabInfo
+) -> None:
+    before = len(erases(mac_lab, "mac-02"))
+    ticket_id = reimage_ticket(reimage_rt, "mac-02", method="mdm-erase", image=None)  # the OS stays
+    code, out, err = rcli("reimage", "mac-02", "--ticket", ticket_id, "--method", "mdm-erase")
+    assert code == 0, out + err
+    new = erases(mac_lab, "mac-02")[before:]
+    assert [e.get("method") for e in new] == ["mdm-erase"]  # exactly one erase, and by MDM
+    trail = "\n".join(c.body for c in reimage_rt.tickets.comments(ticket_id))
+    for said in (
+        "is serial LAB",
+        "EraseDevice",
+        "acknowledged EraseDevice",
+        "enrolled in MDM again",
+        "new SSH host key of mac-02 pinned",
+        "as before the erase",
+    ):
+        assert said in trail, said
+    # The MDM key never reached a log or the ticket.
+    key = (mac_lab.mdm_key_file or Path("/nonexistent")).read_text().strip()
+    assert key not in trail
+    assert key not in Path(reimage_rt.settings.log_file or "").read_text(errors="replace")

@@ -203,3 +203,15 @@ def test_mdm_erase_erases_through_the_mdm_server_and_the_mac_comes_back_enrolled
     key = (mac_lab.mdm_key_file or Path("/nonexistent")).read_text().strip()
     assert key not in trail
     assert key not in Path(reimage_rt.settings.log_file or "").read_text(errors="replace")
+
+
+def test_a_technician_pins_a_key_only_with_the_fingerprint_they_checked(rcli) -> None:
+    code, out, _ = rcli("ssh", "show", "mac-03", "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["match"] is True and shown["pinned_from"] == "inventory"
+    code, _, err = rcli("ssh", "pin", "mac-03", "--fingerprint", "SHA256:not-what-it-presents")
+    assert code == 1 and "nothing was pinned" in err
+    code, out, _ = rcli("ssh", "pin", "mac-03", "--fingerprint", shown["presented"], "--json")
+    assert code == 0 and json.loads(out)["pinned"] == shown["presented"]
+    code, out, _ = rcli("ssh", "show", "mac-03", "--json")
+    assert json.loads(out)["pinned_from"] == "database"

@@ -373,9 +373,17 @@ class IpmiPower:
             ipmisession.Session.initting_sessions.pop(
                 (self.address, self.username, self._password, self.port, None), None
             )
-            command = ipmi_command.Command(
-                bmc=self.address, userid=self.username, password=self._password, port=self.port
-            )
+            try:
+                command = ipmi_command.Command(
+                    bmc=self.address, userid=self.username, password=self._password, port=self.port
+                )
+            except AttributeError as exc:
+                if "errormsg" not in str(exc):
+                    raise
+                # pyghmi marked the session broken from another thread before it stored why (a race seen
+                # under load): the login failed for a reason it lost. Report it as unanswered, so the
+                # login is tried again and the next attempt says why (e.g. a refused password).
+                raise pyghmi_exc.IpmiException("Session failed to initialize") from None
         session = command.ipmi_session
         if session.broken or not session.logged:
             raise pyghmi_exc.IpmiException(

@@ -23,6 +23,7 @@ from remotehands.cli import (
     power_cmd,
     reimage_cmd,
     serve_cmd,
+    ssh_cmd,
     tickets_cmd,
 )
 from remotehands.cli.output import err_console
@@ -44,6 +45,7 @@ app.add_typer(inventory_cmd.app, name="inventory")
 app.add_typer(lab_cmd.app, name="lab")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(serve_cmd.tokens, name="tokens")
+app.add_typer(ssh_cmd.app, name="ssh")
 app.command("run")(jobs_cmd.run)
 app.command("worker")(jobs_cmd.worker)
 app.command("demo")(lab_cmd.demo)

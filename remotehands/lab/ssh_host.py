@@ -95,6 +95,7 @@ class SshHosts:
         self.time_scale = DEFAULT_TIME_SCALE
         self.set_time_scale(time_scale)
         self.lock = threading.RLock()
+        self._due_callbacks: list[tuple[SimHost, Callable[[], None]]] = []
         # Called as on_netboot(name, bsdp_server) when a Mac blessed for NetBoot powers on (from the lab's
         # loop thread: it may call begin_install). Without one the Mac boots its installed OS.
         self.on_netboot: Callable[[str, str], None] | None = None
@@ -340,9 +341,20 @@ class SshHosts:
             _call(self.on_netboot, host.name, server)
         for host, install in finished:
             self.log(host, "install_done", method=install.method, build=install.release.build)
-            for callback in install.callbacks:
-                _call(callback)
+            # Called back once the host listens again (``after_sync``), as an installer phones home only
+            # once the host is on the network: a caller that connects at once must find it up.
+            with self.lock:
+                self._due_callbacks.extend((host, callback) for callback in install.callbacks)
         return wanted
+
+    def after_sync(self) -> None:
+        """Run the install callbacks of hosts that listen again (the server's thread, after ``advance``)."""
+        with self.lock:
+            due, self._due_callbacks = self._due_callbacks, []
+            ready = [(h, c) for h, c in due if h.up]
+            self._due_callbacks = [(h, c) for h, c in due if not h.up]
+        for _, callback in ready:
+            _call(callback)
 
     # -- inside ----------------------------------------------------------------------------------------------
 

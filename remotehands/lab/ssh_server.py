@@ -115,6 +115,7 @@ class SshServer:
                         self._listen(host)
                     elif not wanted and host.up:
                         self._unlisten(host)
+                self._lab.after_sync()
             except Exception:
                 log.exception("lab SSH hosts: a step failed")
             with self._ticked:

@@ -239,3 +239,13 @@ def test_ticket_ids_that_are_not_ascii_numbers_are_not_found(server: Server, tic
     answer = server.client.get(f"/api/tickets/{ticket}", headers=tech)
     assert answer.status_code == 404
     assert "is not a builtin ticket id" in answer.json()["error"]
+
+
+def test_two_unapproved_tickets_with_the_same_request_each_get_their_comment(server: Server) -> None:
+    first = open_ticket(server.rt, "esx-02", approver=None)
+    second = open_ticket(server.rt, "esx-02", approver=None)
+    server.webhook(first, delivery="same-1")
+    server.webhook(second, delivery="same-2")
+    for ticket_id in (first, second):
+        wait_for(lambda t=ticket_id: webhooks.deliveries(server.rt, t)[0]["state"] == "unapproved")
+        assert any("once this ticket is approved" in c.body for c in server.rt.tickets.comments(ticket_id))

@@ -146,7 +146,14 @@ def receive(runtime: Runtime, body: bytes) -> dict[str, Any]:
         else:
             tickets.set_source(existing, source_key, digest)
             verb = "resolved" if note.status == "resolved" else "updated"
-            tickets.comment(existing, f"Alert group {verb}:\n{describe}", author=REQUESTER, event_key=None)
+            # Keyed by the group's state: the second Alertmanager of an HA pair sending the same update at the
+            # same moment writes nothing twice.
+            tickets.comment(
+                existing,
+                f"Alert group {verb}:\n{describe}",
+                author=REQUESTER,
+                event_key=f"alert-{digest[:40]}",
+            )
             outcome: dict[str, Any] = {"ticket": existing, "outcome": verb}
             if note.status == "firing":
                 outcome["remediation"] = remediation.apply(runtime, existing, note.alerts, hosts)

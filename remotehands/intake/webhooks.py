@@ -231,8 +231,11 @@ def _digest(kind: str, exc: Exception) -> str:
 
 
 def _tell(tickets: Any, ticket_id: str, text: str, key: str) -> None:
+    # Event keys are unique across tickets (the builtin system keeps them in one column): the ticket is part
+    # of the key, hashed to fit.
+    event_key = "intake-" + hashlib.sha256(f"{ticket_id}\0{key}".encode()).hexdigest()[:40]
     try:
-        tickets.comment(ticket_id, text, internal=True, event_key=f"intake-{key}")
+        tickets.comment(ticket_id, text, internal=True, event_key=event_key)
     except RemoteHandsError as exc:
         log.warning("could not comment on %s: %s", ticket_id, exc)
 

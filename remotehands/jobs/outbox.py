@@ -9,8 +9,9 @@ Events of a sensitive ticket are stored encrypted.
 
 An external ticket system (one whose adapter sets ``coalesce_comments``) gets consecutive comments as one:
 the run of comment events written within ``COALESCE`` of the oldest is sent, once that window has passed,
-as a single comment keyed by the oldest event, so a redelivery finds it and the batch is the same every
-time (nothing can join a closed window). A ticket's trail there reads as a few comments, not one per step.
+as a single comment keyed by the oldest event. The run's members are recorded on its first event before
+it is sent, so a redelivery after a crash rebuilds exactly that run (an event that committed late does not
+join it and lose its text to the first send's key). A ticket's trail there reads as a few comments, not one per step.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def deliver(db: Database, systems: Systems, *, owner: str = "", limit: int = 200
             continue
         if not _claim(db, first_id, owner or "deliverer"):
             continue  # backing off, or another deliverer has this ticket
-        delivered += _deliver_ticket(db, tickets, system, ticket_id, first_id)
+        delivered += _deliver_ticket(db, tickets, system, ticket_id, first_id, owner or "deliverer")
     return delivered
 
 
@@ -132,31 +133,39 @@ def _claim(db: Database, first_id: int, owner: str) -> bool:
 
 def _batches(events: list[OutboxEvent], coalesce: bool) -> list[list[OutboxEvent]]:
     """Split a ticket's pending events into sends: one per event, or runs of comments within the window.
-    A run whose window is still open (more may join it) ends the list: it waits for the next pass."""
+    A run recorded by an earlier attempt (``batch_ids``) is rebuilt exactly, so a redelivery sends the
+    same text under the same key. A run whose window is still open ends the list: it waits for the next
+    pass."""
     if not coalesce:
         return [[e] for e in events]
     out: list[list[OutboxEvent]] = []
     stamp = _now()
-    i = 0
-    while i < len(events):
-        first = events[i]
-        if first.kind != "comment":
-            out.append([first])
-            i += 1
+    by_id = {e.id: e for e in events}
+    taken: set[int] = set()
+    for first in events:
+        if first.id in taken:
             continue
-        closes = _aware(first.created_at) + COALESCE
-        if closes > stamp:
-            break
-        run = [first]
-        i += 1
-        while (
-            i < len(events)
-            and events[i].kind == "comment"
-            and events[i].sensitive == first.sensitive
-            and _aware(events[i].created_at) <= closes
-        ):
-            run.append(events[i])
-            i += 1
+        if first.batch_ids:
+            run = [by_id[i] for i in first.batch_ids if i in by_id]
+        elif first.kind != "comment":
+            run = [first]
+        else:
+            closes = _aware(first.created_at) + COALESCE
+            if closes > stamp:
+                break
+            run = []
+            for e in events[events.index(first) :]:
+                joins = (
+                    e.id not in taken
+                    and not e.batch_ids
+                    and e.kind == "comment"
+                    and e.sensitive == first.sensitive
+                    and _aware(e.created_at) <= closes
+                )
+                if not joins:
+                    break  # the run is consecutive events only: order is kept
+                run.append(e)
+        taken.update(e.id for e in run)
         out.append(run)
     return out
 
@@ -165,7 +174,12 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _deliver_ticket(db: Database, tickets: TicketSystem, system: str, ticket_id: str, first_id: int) -> int:
+def _deliver_ticket(
+    db: Database, tickets: TicketSystem, system: str, ticket_id: str, first_id: int, owner: str
+) -> int:
+    """Deliver a ticket's pending events in order while holding its claim. The claim sits on the oldest
+    undelivered event: it moves to the next one in the transaction that marks a batch delivered, and is
+    renewed before every send, so no other deliverer can start on this ticket meanwhile."""
     with db.session() as s:
         events = list(
             s.execute(
@@ -181,29 +195,66 @@ def _deliver_ticket(db: Database, tickets: TicketSystem, system: str, ticket_id:
         )
         cipher = s.info.get("cipher")
     count = 0
+    holder = first_id
+    batches = _batches(events, tickets.coalesce_comments)
     try:
-        for batch in _batches(events, tickets.coalesce_comments):
+        for n, batch in enumerate(batches):
+            if batch[0].id != holder or not _renew(db, holder, owner, batch):
+                return count  # the claim was lost (expired and taken): the other deliverer goes on
             try:
                 _send(tickets, batch, cipher)
             except RemoteHandsError as exc:
                 _record_failure(db, batch[0].id, exc)
                 return count
+            following = batches[n + 1][0].id if n + 1 < len(batches) else None
             with db.session() as s:
                 for event in batch:
                     row = s.get(OutboxEvent, event.id)
                     if row is not None and row.delivered_at is None:
                         row.delivered_at = _now()
                         row.attempts += 1
+                if following is not None:  # hand the claim on: this batch is done
+                    s.execute(
+                        update(OutboxEvent)
+                        .where(OutboxEvent.id == following)
+                        .values(claimed_by=owner, claim_until=_now() + CLAIM)
+                        .execution_options(synchronize_session=False)
+                    )
+                    s.execute(
+                        update(OutboxEvent)
+                        .where(OutboxEvent.id == holder)
+                        .values(claimed_by=None, claim_until=None)
+                        .execution_options(synchronize_session=False)
+                    )
+            holder = following if following is not None else holder
             count += len(batch)
     finally:
         with db.session() as s:
             s.execute(
                 update(OutboxEvent)
-                .where(OutboxEvent.id == first_id)
+                .where(OutboxEvent.id == holder, OutboxEvent.claimed_by == owner)
                 .values(claimed_by=None, claim_until=None)
                 .execution_options(synchronize_session=False)
             )
     return count
+
+
+def _renew(db: Database, holder: int, owner: str, batch: list[OutboxEvent]) -> bool:
+    """Renew our claim on ``holder``; record a coalesced batch's members before it is sent."""
+    with db.session() as s:
+        renewed = s.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.id == holder, OutboxEvent.claimed_by == owner)
+            .values(claim_until=_now() + CLAIM)
+            .execution_options(synchronize_session=False)
+        )
+        if renewed.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        if len(batch) > 1 and not batch[0].batch_ids:
+            row = s.get(OutboxEvent, holder)
+            if row is not None:
+                row.batch_ids = [e.id for e in batch]
+    return True
 
 
 def _open(event: OutboxEvent, cipher: object) -> tuple[str, bytes | None]:

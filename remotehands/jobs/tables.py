@@ -102,6 +102,8 @@ class OutboxEvent(Base):
     # Set on a ticket's oldest undelivered event while one deliverer delivers that ticket's events.
     claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     claim_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # On the first event of a coalesced run: the ids of the run, recorded before it is sent.
+    batch_ids: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
 
 
 class DeviceSlot(Base):

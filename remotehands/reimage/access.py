@@ -6,7 +6,7 @@ from __future__ import annotations
 import paramiko
 
 from remotehands import secrets
-from remotehands.errors import DeviceRefused, InvalidRequest
+from remotehands.errors import DeviceRefused, DeviceUnreachable, InvalidRequest
 from remotehands.jobs.steps import StepContext
 from remotehands.reimage.settings import ImageConfig
 from remotehands.ssh import keys
@@ -41,6 +41,10 @@ def ssh_to(ctx: StepContext, *, take_new_key: bool = False, timeout: float = 10.
     db = ctx.runtime.db
 
     def pin(key: paramiko.PKey) -> None:
+        if keys.fingerprint(key.asbytes()) == ctx.data.get("old_key"):
+            # Still the OS that was to be erased (the probe before this connection saw a new key, but
+            # this is a new connection): never pin the old key as the new one.
+            raise DeviceUnreachable(f"{host.name} still presents the old OS's host key")
         printed = keys.pin(db, host.name, key, by=f"job-{ctx.job_id} (reimage)")
         ctx.data["pinned_key"] = printed
         ctx.tell_ticket(f"new SSH host key of {host.name} pinned on first use after the reinstall: {printed}")

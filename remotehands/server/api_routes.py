@@ -142,7 +142,13 @@ def show_job(request: Request, who: Caller, job_id: int) -> dict[str, Any]:
     with db.session() as s:
         job = store.get_job(s, job_id)
         data = job_dict(job, store.steps_of(s, job_id))
-    data["callbacks"] = callbacks.callbacks_of(db, job_id)
+        sensitive = job.sensitive
+    # What an installer reported for a sensitive ticket's job is that ticket's content: reveal only.
+    data["callbacks"] = (
+        callbacks.callbacks_of(db, job_id)
+        if not sensitive or who.may("reveal")
+        else "[sensitive: reveal needed]"
+    )
     return data
 
 

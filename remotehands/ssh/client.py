@@ -115,6 +115,9 @@ class HostSsh:
                 f"{name} ({address}:{port}) did not answer on SSH: {type(exc).__name__}",
                 fix="the host may be down or rebooting; the step is retried",
             ) from None
+        except BaseException:  # e.g. the host-key policy refused the key: never leave the transport open
+            self._client.close()
+            raise
 
     def __enter__(self) -> HostSsh:
         return self

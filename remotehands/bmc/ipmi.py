@@ -364,11 +364,9 @@ class IpmiPower:
         from pyghmi.ipmi import command as ipmi_command
         from pyghmi.ipmi.private import session as ipmisession
 
-        # pyghmi files a login under (bmc, userid, password, port, kg) and later deletes it under the
-        # *encoded* user and password, so the entry stays, and the next login with the same credentials is
-        # handed that old session object, broken or logged out. Drop it first.
-        # Two logins to one BMC at once can be given the same client socket, and the BMC (which keys
-        # sessions by client address) then mixes them up: logins to one BMC take turns.
+        # pyghmi files a login under (bmc, userid, password, port, kg) but deletes it under the *encoded*
+        # credentials, so a later login is handed the old, broken session: drop it first. Logins to one BMC
+        # take turns: two at once can share a client socket, which the BMC (keying by address) mixes up.
         with login_lock(self.address, self.port):
             ipmisession.Session.initting_sessions.pop(
                 (self.address, self.username, self._password, self.port, None), None
@@ -380,9 +378,7 @@ class IpmiPower:
             except AttributeError as exc:
                 if "errormsg" not in str(exc):
                     raise
-                # pyghmi marked the session broken from another thread before it stored why (a race seen
-                # under load): the login failed for a reason it lost. Report it as unanswered, so the
-                # login is tried again and the next attempt says why (e.g. a refused password).
+                # pyghmi marked the session broken before storing why (a race under load): retry the login
                 raise pyghmi_exc.IpmiException("Session failed to initialize") from None
         session = command.ipmi_session
         if session.broken or not session.logged:

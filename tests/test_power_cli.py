@@ -33,7 +33,9 @@ def test_status_of_a_rack_lists_every_host(cli, lab):
     code, out, _ = cli("power", "status", "--rack", "r1", "--json")
     assert code == 0
     rows = json.loads(out)
-    assert {r["host"] for r in rows} == set(lab.hosts) | set(lab.redfish_hosts) | set(lab.macs)
+    assert {r["host"] for r in rows} == set(lab.hosts) | set(lab.redfish_hosts) | set(lab.macs) | set(
+        lab.controllers
+    )
     vias = {r["host"]: r["via"] for r in rows if not r["error"]}
     assert len(vias) == len(rows), [r["error"] for r in rows if r["error"]]
     assert all(vias[h].startswith("ipmi 127.0.0.1:") for h in lab.hosts)
@@ -57,7 +59,7 @@ def test_one_dead_bmc_does_not_hide_the_others(cli, lab, tmp_path, monkeypatch):
     rows = {r["host"]: r for r in json.loads(out)}
     assert rows["esx-02"]["power"] == "unknown" and f"127.0.0.1:{dead}" in rows["esx-02"]["error"]
     assert all(r["power"] in ("on", "off") and not r["error"] for h, r in rows.items() if h != "esx-02")
-    assert len(rows) == len(lab.hosts) + len(lab.redfish_hosts) + len(lab.macs)
+    assert len(rows) == len(lab.hosts) + len(lab.redfish_hosts) + len(lab.macs) + len(lab.controllers)
 
 
 def test_cycle_under_a_ticket_reports_each_host(cli, lab):

@@ -62,7 +62,9 @@ SERVER_FIELDS = (
     "model",
     "dfu_controller",
     "mdm_udid",
+    "boot_mac",
 )
+_MAC_ADDRESS = re.compile(r"[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}")
 REIMAGE_METHODS = ("erase-install", "mdm-erase", "dfu-restore", "netboot", "pxe", "virtual-media")
 MAC_MODELS = ("apple-silicon", "t2", "intel-legacy")
 DEVICE_FIELDS = (
@@ -276,6 +278,14 @@ def _access_fields(host: _HostVars, fields: dict[str, object], kind: str | None)
                 "copy it from /etc/ssh/ssh_host_ed25519_key.pub"
             )
         fields["ssh_host_key"] = key
+    boot_mac = host.text("boot_mac", None)
+    if boot_mac is not None:
+        if _MAC_ADDRESS.fullmatch(boot_mac.strip()):
+            fields["boot_mac"] = boot_mac.strip().lower().replace("-", ":")
+        else:
+            host.spot("boot_mac").report(
+                f"boot_mac {boot_mac!r} is not a MAC address; write the boot NIC's address as aa:bb:cc:dd:ee:ff"
+            )
     mac = kind is not None and kind.startswith("mac-")
     for name in ("model", "dfu_controller", "mdm_udid"):
         if host.value(name) is not None and not mac:

@@ -98,6 +98,7 @@ class Host(_Model):
     model: Literal["apple-silicon", "t2", "intel-legacy"] | None = None  # Macs: decides reimage methods
     dfu_controller: str | None = None  # Macs: the controller Mac paired over USB-C for DFU restore
     mdm_udid: str | None = None  # Macs: the device id at the MDM server
+    boot_mac: str | None = None  # the NIC that PXE-boots (aa:bb:cc:dd:ee:ff): names its boot config file
 
     @property
     def power_paths(self) -> tuple[PowerProfile, ...]:

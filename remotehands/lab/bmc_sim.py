@@ -143,6 +143,10 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         self.packet_loss, self.reply_loss = packet_loss, reply_loss
         self._loss = random.Random(f"{seed}/{name}")
         self.boot_options = SimulatedBootOptions()
+        # Called as on_boot(device) after the host boots (power on, cycle, reset), device being what the
+        # boot flags selected (``pxe``, ``cdrom``, ...) or ``disk`` without an override: the lab's PXE server.
+        self.on_boot: Callable[[str], None] | None = None
+        self._booting: str | None = None
         self._identify_until = 0.0  # time.monotonic() until which the identify light is on
         self._handlers: dict[tuple[int, int], Callable[[bytes], Reply]] = {
             (NETFN_CHASSIS, CMD_GET_CHASSIS_STATUS): self._chassis_status,
@@ -284,6 +288,10 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         name = CONTROL_NAMES.get(data[0], "chassis_control") if data else "chassis_control"
         code = self._control(data[0]) if name != "chassis_control" else CC_INVALID_DATA
         self.command_log.write(self.name, name, code=code)
+        with self._lock:
+            booting, self._booting = self._booting, None
+        if booting is not None and self.on_boot is not None:
+            self.on_boot(booting)
         return name, code, b""
 
     def _control(self, directive: int) -> int:
@@ -295,6 +303,8 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
                 timer.cancel()
             self._timers.clear()
             if directive == 2 or (directive == 3 and self._on) or (directive == 1 and not self._on):
+                flags = self.boot_options.flags
+                self._booting = flags.selector_name if flags.valid else "disk"
                 self.boot_options.booted()
             if directive == 0:
                 self._on = False

@@ -51,6 +51,8 @@ class LabHost:
     address: str
     port: int
     kind: str
+    ssh_port: int = 0  # its OS's SSH port (0: this server has no simulated OS)
+    boot_mac: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class LabInfo:
     known_hosts: Path | None = None  # the simulated hosts' current SSH host keys (OpenSSH format)
     mdm_url: str | None = None  # the lab's NanoMDM-style server
     mdm_key_file: Path | None = None  # its API key
+    install_dir: Path | None = None  # what installers read (set [reimage] install_config_dir to it)
+    controllers: Mapping[str, LabOutlet] = field(default_factory=dict)  # controller Macs for DFU restores
 
     def password(self) -> str:
         """The BMC password every simulated BMC of this lab accepts for user ``admin``."""
@@ -180,27 +184,59 @@ def read_lab(state_dir: Path) -> LabInfo | None:
         inventory_dir=state_dir / "inventory",
         log_path=Path(raw["log"]),
         password_file=state_dir / "secrets" / "bmc_password",
-        hosts={name: LabHost(h["address"], int(h["port"]), h["kind"]) for name, h in raw["hosts"].items()},
-        redfish_hosts={
-            name: LabHost(h["address"], int(h["port"]), h["kind"])
-            for name, h in raw.get("redfish", {}).items()
-        },
-        macs={
-            name: LabOutlet(
-                m["pdu"],
-                int(m["outlet"]),
-                m["address"],
-                int(m["port"]),
-                int(m.get("ssh_port", 0)),
-                m.get("serial", ""),
-                m.get("model", ""),
-            )
-            for name, m in raw.get("macs", {}).items()
-        },
+        hosts={name: _host(h) for name, h in raw["hosts"].items()},
+        redfish_hosts={name: _host(h) for name, h in raw.get("redfish", {}).items()},
+        macs={name: _outlet(m) for name, m in raw.get("macs", {}).items()},
+        controllers={name: _outlet(m) for name, m in raw.get("controllers", {}).items()},
+        install_dir=Path(raw["install_dir"]) if raw.get("install_dir") else None,
         redfish_ca=Path(raw["redfish_ca"]) if raw.get("redfish_ca") else None,
         known_hosts=Path(raw["known_hosts"]) if raw.get("known_hosts") else None,
         mdm_url=raw.get("mdm", {}).get("url"),
         mdm_key_file=Path(raw["mdm"]["key_file"]) if raw.get("mdm") else None,
+    )
+
+
+def set_lab_fault(state_dir: Path, host: str, fault: str, enabled: bool = True, timeout: float = 5.0) -> None:
+    """Turn a fault of a simulated host on or off in the running lab of ``state_dir``; returns once the lab
+    applied it. Faults of the host's OS (``ssh_host.FAULTS``): wrong_serial, install_never_finishes,
+    installer_missing, os_broken; of a Redfish server's BMC: boot_override_busy (its next two boot-override
+    PATCHes answer 400 UnableToModifyDuringSystemPOST, as a BMC whose host is in POST)."""
+    path = state_dir / "faults.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {"seq": 0, "faults": {}}
+    faults = set(data["faults"].get(host, []))
+    faults = faults | {fault} if enabled else faults - {fault}
+    data["faults"][host] = sorted(faults)
+    data["seq"] = int(data["seq"]) + 1
+    tmp = path.with_name(f".faults.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            if int((state_dir / "faults.applied").read_text()) >= data["seq"]:
+                return
+        time.sleep(0.02)
+    raise ActionFailed(
+        f"the lab in {state_dir} did not apply the fault within {timeout:g}s", fix="is it running?"
+    )
+
+
+def _host(h: dict[str, Any]) -> LabHost:
+    return LabHost(h["address"], int(h["port"]), h["kind"], int(h.get("ssh_port", 0)), h.get("boot_mac", ""))
+
+
+def _outlet(m: dict[str, Any]) -> LabOutlet:
+    return LabOutlet(
+        m["pdu"],
+        int(m["outlet"]),
+        m["address"],
+        int(m["port"]),
+        int(m.get("ssh_port", 0)),
+        m.get("serial", ""),
+        m.get("model", ""),
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -123,6 +124,9 @@ class SimulatedSystem:
         self._busy_patches = self.options.post_busy_patches
         self._boot = {"target": "None", "enabled": "Disabled", "mode": "UEFI"}
         self._image: str | None = None
+        # Called as on_boot(target, image) after the system boots (power on, restart): the override target
+        # (``Pxe``, ``Cd``, ...) or ``Hdd`` without one, and the virtual CD's image. Must not block.
+        self.on_boot: Callable[[str, str | None], None] | None = None
 
     @property
     def uri(self) -> str:
@@ -211,6 +215,10 @@ class SimulatedSystem:
         self._use_boot_once()
 
     def _use_boot_once(self) -> None:
+        target = self._boot["target"] if self._boot["enabled"] != "Disabled" else "Hdd"
+        if self.on_boot is not None:
+            hook, image = self.on_boot, self._image
+            threading.Thread(target=hook, args=(target, image), daemon=True).start()
         if self._boot["enabled"] == "Once":
             self._boot["enabled"], self._boot["target"] = "Disabled", "None"
 

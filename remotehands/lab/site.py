@@ -38,6 +38,10 @@ PDU_OUTLETS = 24
 PDU_MIN_CYCLE_S = 1.0
 PDU_STAGGER_S = 0.5
 DEFAULT_MAC_MODELS = ("apple-silicon", "t2")  # mac-01, mac-02, then again in turn
+CONTROLLER_NAME = "ctl-01"  # the controller Mac for DFU restores (on the outlet after the Macs)
+# Servers that also answer SSH (an OS to reimage): every Redfish one and the first IPMI ones. Each SSH host
+# holds a socket, and pyghmi select()s every socket of the process: stay well under 1,024.
+X86_SSH_HOSTS = 32
 
 
 def names(prefix: str, count: int) -> list[str]:
@@ -70,6 +74,7 @@ def run_lab(
     ``mac_models``: the Macs' models in turn; ``time_scale``: real seconds per simulated second on the Macs
     (default: ``ssh_host.DEFAULT_TIME_SCALE``, a 40-minute install in 2 s)."""
     from remotehands.lab.bmc_sim import CommandLog, SimulatedBmc, probe, serve_forever
+    from remotehands.lab.installer import LabInstaller
     from remotehands.lab.pdu_sim import PduSpec, serve_pdus
     from remotehands.lab.redfish_sim import serve_redfish
     from remotehands.lab.ssh_host import DEFAULT_TIME_SCALE, SshHosts
@@ -112,6 +117,11 @@ def run_lab(
         else None
     )
     mac_names = names("mac", macs)
+    models = {name: mac_models[i % len(mac_models)] for i, name in enumerate(mac_names)}
+    # One controller Mac, paired over USB-C with the first Apple silicon Mac, for DFU restores.
+    dfu_target = next((n for n in mac_names if models[n] == "apple-silicon"), None)
+    controllers = [CONTROLLER_NAME] if dfu_target else []
+    outlet_hosts = [*mac_names, *controllers]
     pdus = (
         serve_pdus(
             [
@@ -119,7 +129,7 @@ def run_lab(
                     PDU_NAME,
                     PDU_MODEL,
                     PDU_OUTLETS,
-                    outlet_names={n: name for n, name in enumerate(mac_names, start=1)},
+                    outlet_names={n: name for n, name in enumerate(outlet_hosts, start=1)},
                     community=community,
                 )
             ],
@@ -137,31 +147,69 @@ def run_lab(
         time_scale=time_scale or DEFAULT_TIME_SCALE,
         address=ADDRESS,
     )
-    models = {name: mac_models[i % len(mac_models)] for i, name in enumerate(mac_names)}
-    serials = {name: serial_number(count + len(rf_names) + i) for i, name in enumerate(mac_names, start=1)}
+    serials = {name: serial_number(count + len(rf_names) + i) for i, name in enumerate(outlet_hosts, start=1)}
     ssh_ports: dict[str, int] = {}
     if pdus is not None:
         strip = pdus.pdu(PDU_NAME)
-        for outlet, name in enumerate(mac_names, start=1):
+        for outlet, name in enumerate(outlet_hosts, start=1):
             ssh_ports[name] = ssh_hosts.add_host(
                 name,
                 "mac-mini",
                 serial=serials[name],
-                model=models[name],
+                model=models.get(name, "apple-silicon"),
                 powered=functools.partial(strip.is_on, outlet),
+                controller_of=dfu_target if name in controllers else None,
             )
-        ssh_hosts.start()
-    mdm, mdm_server, mdm_key_file = _start_mdm(state_dir, ssh_hosts, serials)
+    boot_macs: dict[str, str] = {}
+    for number, bmc in enumerate(bmcs[:X86_SSH_HOSTS], start=1):
+        boot_macs[bmc.name] = boot_mac(number)
+        ssh_ports[bmc.name] = ssh_hosts.add_host(
+            bmc.name,
+            bmc.kind,
+            serial=serial_number(number),
+            powered=functools.partial(getattr, bmc, "powered_on"),
+        )
+    for number, name in enumerate(rf_names, start=count + 1):
+        assert rf is not None
+        system = rf.systems[name]
+        boot_macs[name] = boot_mac(number)
+        ssh_ports[name] = ssh_hosts.add_host(
+            name, "linux", serial=serial_number(number), powered=functools.partial(_system_on, system)
+        )
+    installer = LabInstaller(ssh_hosts, state_dir / "install", command_log, boot_macs)
+    for bmc in bmcs[:X86_SSH_HOSTS]:
+        bmc.on_boot = functools.partial(installer.bmc_booted, bmc.name)
+    for name in rf_names:
+        assert rf is not None
+        rf.systems[name].on_boot = functools.partial(installer.redfish_booted, name)
+    ssh_hosts.on_netboot = installer.netbooted
+    ssh_hosts.start()
+
+    def ssh_of(name: str) -> dict[str, Any]:
+        if name not in ssh_ports:
+            return {}
+        key = ssh_hosts.host_key(name)
+        return {"ssh_port": ssh_ports[name], "host_key": f"{key.get_name()} {key.get_base64()}"}
+
+    mdm, mdm_server, mdm_key_file = start_mdm(state_dir, ssh_hosts, serials)
     lab: dict[str, Any] = {
         "pid": os.getpid(),
         "started": time.time(),
         "log": str(log_path),
         "inventory": str(state_dir / "inventory"),
         "password_file": str(password_file),
-        "hosts": {name: {"address": h.address, "port": h.port, "kind": h.kind} for name, h in hosts.items()},
-        "redfish": {n: {"address": ADDRESS, "port": rf.port, "kind": "linux"} for n in rf_names}
+        "hosts": {
+            name: {"address": h.address, "port": h.port, "kind": h.kind, **ssh_of(name)}
+            | ({"boot_mac": boot_macs[name]} if name in boot_macs else {})
+            for name, h in hosts.items()
+        },
+        "redfish": {
+            n: {"address": ADDRESS, "port": rf.port, "kind": "linux", "boot_mac": boot_macs[n], **ssh_of(n)}
+            for n in rf_names
+        }
         if rf
         else {},
+        "install_dir": str(state_dir / "install"),
         "redfish_ca": str(rf.ca_file) if rf else None,
         "known_hosts": str(state_dir / "known_hosts"),
         "mdm": {"url": mdm_server.url, "key_file": str(mdm_key_file)},
@@ -177,7 +225,23 @@ def run_lab(
                 "host_key": f"{ssh_hosts.host_key(n).get_name()} {ssh_hosts.host_key(n).get_base64()}",
                 "mdm_udid": mdm_udid(serials[n]),
             }
+            | ({"dfu_controller": CONTROLLER_NAME} if n == dfu_target else {})
             for i, n in enumerate(mac_names, start=1)
+        }
+        if pdus
+        else {},
+        "controllers": {
+            n: {
+                "pdu": PDU_NAME,
+                "outlet": len(mac_names) + i,
+                "address": ADDRESS,
+                "port": pdus.port_of(PDU_NAME),
+                "serial": serials[n],
+                "model": "apple-silicon",
+                "controller_of": dfu_target,
+                **ssh_of(n),
+            }
+            for i, n in enumerate(controllers, start=1)
         }
         if pdus
         else {},
@@ -191,8 +255,9 @@ def run_lab(
         len(mac_names),
         PDU_NAME,
     )
-    while not stop.wait(0.5):
-        pass
+    faults = FaultFile(state_dir, ssh_hosts, rf.systems if rf is not None else {})
+    while not stop.wait(0.1):
+        faults.apply()
     log.info("stopping the lab")
     for bmc in bmcs:
         bmc.stop()
@@ -233,10 +298,20 @@ def write_inventory(
             "power": power,
         }
 
+    def os_access(h: dict[str, Any]) -> dict[str, Any]:
+        if "ssh_port" not in h:
+            return {}
+        return {
+            "ansible_port": h["ssh_port"],
+            "ssh": ssh,
+            "ssh_host_key": h["host_key"],
+            "boot_mac": h["boot_mac"],
+        }
+
     for name, h in lab["hosts"].items():
         # The lab BMCs record every power action in their SEL (bmc_sim_sel), so jobs may cycle natively.
         ipmi = {"type": "ipmi", "address": h["address"], "port": h["port"], "credentials": credentials}
-        server(name, h["kind"], {**ipmi, "event_log": True})
+        server(name, h["kind"], {**ipmi, "event_log": True}, **os_access(h))
     for name, h in lab["redfish"].items():
         server(
             name,
@@ -249,6 +324,7 @@ def write_inventory(
                 "system_id": name,
                 "tls_ca": lab["redfish_ca"],
             },
+            **os_access(h),
         )
     for name, m in lab["macs"].items():
         server(
@@ -260,6 +336,17 @@ def write_inventory(
             ssh=ssh,
             ssh_host_key=m["host_key"],
             mdm_udid=m["mdm_udid"],
+            **({"dfu_controller": m["dfu_controller"]} if "dfu_controller" in m else {}),
+        )
+    for name, m in lab.get("controllers", {}).items():
+        server(
+            name,
+            "mac-mini",
+            {"type": "pdu-outlet", "pdu": m["pdu"], "outlet": m["outlet"], "outlet_name": name},
+            ansible_port=m["ssh_port"],
+            model=m["model"],
+            ssh=ssh,
+            ssh_host_key=m["host_key"],
         )
     if lab["macs"]:
         entries[PDU_NAME] = {
@@ -284,12 +371,60 @@ def write_inventory(
     _write_atomic(inventory_dir / "group_vars" / "all.yml", header + _yaml(group_vars))
 
 
+BOOT_OVERRIDE_BUSY = "boot_override_busy"
+BUSY_PATCHES = 2
+
+
+class FaultFile:
+    """Faults of the simulated hosts set from outside the lab process (``process.set_lab_fault``): the lab
+    applies ``DIR/faults.json`` (``{"seq": N, "faults": {host: [fault, ...]}}``) when it changes and then
+    writes N to ``DIR/faults.applied``."""
+
+    def __init__(self, state_dir: Path, ssh_hosts: Any, systems: dict[str, Any]) -> None:
+        self.path, self.applied = state_dir / "faults.json", state_dir / "faults.applied"
+        self.ssh_hosts = ssh_hosts
+        self.systems = systems  # Redfish systems, for BMC faults
+        self.seq = -1
+        self.last: dict[str, set[str]] = {}
+
+    def apply(self) -> None:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return
+        if data.get("seq") == self.seq:
+            return
+        self.seq = data.get("seq")
+        # Only what changed since the last file: a fault the lab cleared itself (an install ends os_broken)
+        # stays cleared when another host's fault is set.
+        faults = {host: set(names) for host, names in data.get("faults", {}).items()}
+        for host in set(faults) | set(self.last):
+            for fault in faults.get(host, set()) ^ self.last.get(host, set()):
+                enabled = fault in faults.get(host, set())
+                if fault == BOOT_OVERRIDE_BUSY and host in self.systems:
+                    # The BMC is in POST: the next boot-override PATCHes answer 400 (HPE iLO does).
+                    self.systems[host].configure(post_busy_patches=BUSY_PATCHES if enabled else 0)
+                else:
+                    self.ssh_hosts.set_fault(host, fault, enabled)
+        self.last = faults
+        _write_atomic(self.applied, f"{self.seq}\n")
+
+
+def _system_on(system: Any) -> bool:
+    return bool(system.power_state() == "On")
+
+
+def boot_mac(number: int) -> str:
+    """The boot NIC's MAC address of the lab's ``number``-th server (a locally administered one)."""
+    return "02:00:00:" + ":".join(f"{b:02x}" for b in number.to_bytes(3, "big"))
+
+
 def mdm_udid(serial: str) -> str:
     """A lab Mac's device id at the MDM server (the shape of an Apple silicon UDID)."""
     return f"00008112-{serial.encode().hex().upper()[:16]:0>16}"
 
 
-def _start_mdm(state_dir: Path, ssh_hosts: Any, serials: dict[str, str]) -> tuple[Any, Any, Path]:
+def start_mdm(state_dir: Path, ssh_hosts: Any, serials: dict[str, str]) -> tuple[Any, Any, Path]:
     """The lab's MDM server (NanoMDM-style), its Macs enrolled; an acknowledged EraseDevice makes the Mac go
     dark and come back erased, on the same OS build, with a new host key, and enrolled again."""
     from remotehands.lab.mdm_sim import MdmSim

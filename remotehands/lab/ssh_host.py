@@ -20,7 +20,8 @@ wherever it appears (stdin is never logged); so are the events ``erase``, ``upgr
 
 Faults (``set_fault``): ``wrong_serial`` (the host reports another serial), ``install_never_finishes`` (an
 install keeps the host dark while the fault is set), ``installer_missing`` (no installer app is seen, and
-softwareupdate cannot fetch one).
+softwareupdate cannot fetch one), ``os_broken`` (powered, but its OS never comes up to listen on SSH,
+until an erasing install replaces it).
 """
 
 from __future__ import annotations
@@ -335,7 +336,8 @@ class SshHosts:
                     self._finish_install(host, install)
                     finished.append((host, install))
                 booted = host.on_since is not None and now - host.on_since >= self.boot_delay
-                wanted.append((host, powered and booted and host.phase == "running"))
+                broken = "os_broken" in host.faults
+                wanted.append((host, powered and booted and host.phase == "running" and not broken))
         for host, server in netboots:
             self.log(host, "netboot", server=server)
             _call(self.on_netboot, host.name, server)
@@ -371,6 +373,7 @@ class SshHosts:
             host.autorestart = False
             host.installers.clear()
             host.mdm_enrolled = host.dep_enrolled  # a DEP Mac enrolls again in Setup Assistant
+            host.faults.discard("os_broken")  # a fresh OS
         host.next_boot = None
         host.phase, host.install = "running", None
         self._write_known_hosts()

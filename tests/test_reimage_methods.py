@@ -41,8 +41,7 @@ def test_a_mac_defaults_to_erase_install_and_the_inventory_can_say_otherwise() -
         methods.choose(host("mac-1", "mac-mini", "apple-silicon", method="mdm-erase"), None).name
         == "mdm-erase"
     )
-    with pytest.raises(InvalidRequest, match="method pxe is not available yet"):
-        methods.choose(host("esx-1", "esxi", power="ipmi"), None)
+    assert methods.choose(host("esx-1", "esxi", power="ipmi"), None).name == "pxe"  # servers default to pxe
 
 
 @pytest.mark.parametrize(

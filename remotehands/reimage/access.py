@@ -7,6 +7,7 @@ import paramiko
 
 from remotehands import secrets
 from remotehands.errors import DeviceRefused, DeviceUnreachable, InvalidRequest
+from remotehands.inventory.models import Host
 from remotehands.jobs.steps import StepContext
 from remotehands.reimage.settings import ImageConfig
 from remotehands.ssh import keys
@@ -26,13 +27,15 @@ def image_of(ctx: StepContext) -> tuple[str, ImageConfig]:
     return name, images[name]
 
 
-def ssh_to(ctx: StepContext, *, take_new_key: bool = False, timeout: float = 10.0) -> HostSsh:
-    """An SSH session to the job's host. With ``take_new_key`` (after its OS was reinstalled by this job)
+def ssh_to(
+    ctx: StepContext, *, take_new_key: bool = False, timeout: float = 10.0, host: Host | None = None
+) -> HostSsh:
+    """An SSH session to the job's host (or to ``host``, e.g. a controller Mac, with its pinned key). With ``take_new_key`` (after its OS was reinstalled by this job)
     the key the host presents is pinned for it, recorded on the ticket; otherwise the pinned key must match.
 
     Raises ``DeviceRefused`` (no SSH access in the inventory, refused login, changed key) or
     ``DeviceUnreachable``."""
-    host = ctx.host()
+    host = host or ctx.host()
     if host.ssh is None:
         raise DeviceRefused(
             f"{host.name} has no ssh access in the inventory", fix="add ssh: {username, password: env:NAME}"
@@ -42,8 +45,8 @@ def ssh_to(ctx: StepContext, *, take_new_key: bool = False, timeout: float = 10.
 
     def pin(key: paramiko.PKey) -> None:
         if keys.fingerprint(key.asbytes()) == ctx.data.get("old_key"):
-            # Still the OS that was to be erased (the probe before this connection saw a new key, but
-            # this is a new connection): never pin the old key as the new one.
+            # Still the OS that was to be erased (the install has not begun): never pin the old key as the
+            # new one.
             raise DeviceUnreachable(f"{host.name} still presents the old OS's host key")
         printed = keys.pin(db, host.name, key, by=f"job-{ctx.job_id} (reimage)")
         ctx.data["pinned_key"] = printed

@@ -27,7 +27,7 @@ from remotehands.jobs.store import now
 from remotehands.mdm import CommandState, MdmClient
 from remotehands.reimage import methods, os_facts
 from remotehands.reimage.access import ssh_to
-from remotehands.reimage.common import VerifyInstall, WaitForNewOs
+from remotehands.reimage.common import VerifyInstall, WaitForNewOs, poll_delay, window_passed
 from remotehands.ssh import keys
 
 NAMESPACE = uuid.UUID("6f1c1c52-6a1e-4c39-9a7b-7d0c6a0f1a11")
@@ -125,7 +125,9 @@ class WaitAcknowledged(Step):
                 f"{ctx.target} refused EraseDevice: {status.error_text()}",
                 fix="the Mac was not erased; try erase-install, or dfu-restore for a broken Apple silicon Mac",
             )
-        return _wait_or_fail(ctx, f"waiting for {ctx.target} to answer EraseDevice ({status.state.value})")
+        return _wait_or_fail(
+            ctx, f"waiting for {ctx.target} to answer EraseDevice ({status.state.value})", "ack_polls"
+        )
 
 
 class WaitReenrolled(Step):
@@ -139,19 +141,20 @@ class WaitReenrolled(Step):
             back = mdm.enrolled(_udid(ctx), since=since)
         if back:
             return Done(f"{ctx.target} enrolled in MDM again")
-        return _wait_or_fail(ctx, f"waiting for {ctx.target} to enroll again after the erase")
+        return _wait_or_fail(ctx, f"waiting for {ctx.target} to enroll again after the erase", "enroll_polls")
 
 
-def _wait_or_fail(ctx: StepContext, reason: str) -> Wait:
+def _wait_or_fail(ctx: StepContext, reason: str, counter: str) -> Wait:
     started = float(ctx.data.get("install_started_at") or time.time())
-    if time.time() - started > _deadline(ctx):
-        raise VerificationFailed(
+    if window_passed(ctx, f"{counter}_from", _deadline(ctx), started) is not None:
+        raise NeedsOperator(
             f"{ctx.target}: {reason} for more than {_deadline(ctx) / 60:.0f} min",
-            fix="look at the Mac (KVM or a technician); then retry, or try dfu-restore",
+            fix="look at the Mac (KVM or a technician); if it is still busy, 'remotehands jobs retry "
+            f"{ctx.job_id}' waits as long again; else cancel and try erase-install, or dfu-restore",
         )
-    polls = int(ctx.data.get("mdm_polls", 0)) + 1
-    ctx.data["mdm_polls"] = polls
-    return Wait(now() + timedelta(seconds=min(0.25 * 2 ** min(polls, 6), 15.0)), reason)
+    polls = int(ctx.data.get(counter, 0)) + 1
+    ctx.data[counter] = polls
+    return Wait(now() + timedelta(seconds=poll_delay(ctx, polls)), reason)
 
 
 def steps() -> list[Step]:

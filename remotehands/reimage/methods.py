@@ -89,5 +89,8 @@ REFUSALS: dict[str, Callable[[Host], str | None]] = {
 
 
 def _load() -> None:
+    import remotehands.reimage.dfu_restore
     import remotehands.reimage.erase_install
-    import remotehands.reimage.mdm_erase  # noqa: F401
+    import remotehands.reimage.mdm_erase
+    import remotehands.reimage.netboot
+    import remotehands.reimage.x86  # noqa: F401

@@ -2,8 +2,10 @@
 
 [reimage]
 callback_url = "https://rh.example.net:8443"    # how installers reach `remotehands serve`
-pxe_config_dir = "/srv/tftp/remotehands"        # per-host boot configs (with the job's callback) go here
-install_deadline_minutes = 60
+install_config_dir = "/srv/tftp/remotehands"    # answer files and PXE configs for installers (TFTP/HTTP root)
+install_deadline_minutes = 60                   # from the start of an install to the new OS answering
+callback_deadline_minutes = 30                  # from booting a network installer to its report
+poll_max_seconds = 15                           # the longest gap between two looks of a wait
 volume_owner = { username = "admin", password = "vault:secret/macs#owner" }   # Apple silicon erase-install
 mdm_url = "https://mdm.example.net"
 mdm_key = "env:NANOMDM_API_KEY"
@@ -54,8 +56,15 @@ class ReimageSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     callback_url: str = "http://127.0.0.1:8080"
-    pxe_config_dir: Path | None = None
+    # Where a reimage writes what the installer reads: answers/HOST.json (image, callback URL and the job's
+    # callback token) and, for pxe, pxelinux.cfg/01-<boot mac>. The TFTP and HTTP servers serve it.
+    install_config_dir: Path | None = None
     install_deadline_minutes: int = Field(default=60, ge=1)
+    # pxe, virtual-media, netboot: how long after the boot the installer has to report on /callbacks/{job}
+    callback_deadline_minutes: int = Field(default=30, ge=1)
+    # The longest gap between two looks of a wait (the new OS, the MDM, the installer's report); the first
+    # looks come sooner (0.25 s, doubling). A callback wakes its job at once whatever this is.
+    poll_max_seconds: float = Field(default=15.0, gt=0)
     volume_owner: VolumeOwner | None = None
     mdm_url: str | None = None
     mdm_key: str | None = None

@@ -93,6 +93,21 @@ async def callback(job_id: int, request: Request) -> JSONResponse:
     return JSONResponse({"job": job_id, "accepted": True}, status_code=202)
 
 
+@router.get(
+    "/callbacks/{job_id}",
+    summary="An installer asks, with the job's token, whether its job still wants it to install",
+    responses={401: {"description": "no or wrong token"}},
+)
+async def callback_wanted(job_id: int, request: Request) -> JSONResponse:
+    state: ServerState = request.app.state.rh
+    auth = request.headers.get("Authorization", "")
+    token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+    if job_id < 1 or job_id > 2**62:
+        raise NotPermitted("no such job", fix="use the URL the job handed out")
+    wanted = await run_in_threadpool(callbacks.still_wanted, state.runtime.db, job_id, token)
+    return JSONResponse({"job": job_id, "install": wanted})
+
+
 def _alertmanager_token(state: ServerState) -> str:
     reference = state.runtime.settings.alertmanager_token
     if not reference:

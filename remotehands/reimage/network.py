@@ -1,0 +1,270 @@
+"""Steps of the reimage methods that boot an installer over the network or from virtual media (pxe,
+virtual-media, netboot): the installer's answer file with the job's callback token, a boot override for the
+next boot only, the wait for the installer's report, and putting the boot order back.
+
+The installer reports with ``POST /callbacks/{job}`` (``{"event": "installed", "build": ...}``); the
+callback wakes the waiting job at once, and the wait polls the stored callbacks in case the wake-up is
+missed. Every wait has the install deadline; when it passes, the job stops for an operator with the host's
+state read from its BMC, and ``jobs retry`` waits one deadline more.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from remotehands.bmc.base import BootControl, BootDevice, VirtualMedia
+from remotehands.errors import (
+    DeviceRefused,
+    DeviceUnreachable,
+    InvalidRequest,
+    NeedsOperator,
+    RemoteHandsError,
+    SecretError,
+)
+from remotehands.intake import callbacks
+from remotehands.jobs.steps import Done, Step, StepContext, Wait
+from remotehands.jobs.store import now
+from remotehands.reimage import answers
+from remotehands.reimage.access import image_of
+from remotehands.reimage.common import poll_delay, window_passed
+
+INSTALLED = "installed"
+
+
+def _bmc(ctx: StepContext) -> Any:
+    """The driver of the host's first BMC (IPMI or Redfish, in inventory order) that answers a power read:
+    it sets boot devices and media too. A Redfish BMC that does not answer falls back to the IPMI one."""
+    host = ctx.host()
+    bmcs = [p for p in host.power_paths if p.type in ("ipmi", "redfish")]
+    if not bmcs:
+        raise InvalidRequest(
+            f"{host.name} has no BMC to set its boot device", fix="use a method for this host"
+        )
+    failures: list[str] = []
+    for profile in bmcs:
+        driver = ctx.runtime.power_driver(host, profile)
+        try:
+            driver.state()
+        except SecretError:
+            driver.close()
+            raise
+        except RemoteHandsError as exc:
+            driver.close()
+            failures.append(f"{profile.type} {profile.address}: {exc.message}")
+            continue
+        if failures:
+            ctx.data["bmc_fallback"] = failures  # the newest fallback, shown in jobs show
+        return driver
+    raise DeviceUnreachable(
+        f"no BMC of {host.name} answers ({'; '.join(failures)})", fix="check the BMCs' network"
+    )
+
+
+def deadline_s(ctx: StepContext) -> float:
+    settings = ctx.runtime.settings.reimage
+    return float(ctx.params.get("install_timeout", settings.callback_deadline_minutes * 60))
+
+
+class PrepareInstall(Step):
+    """Write the installer's answer file (and the PXE entry) with a fresh callback token for this job."""
+
+    name = "prepare-install"
+    description = "write the installer's answer file (image, callback URL, this job's token)"
+    idempotent = True
+
+    def __init__(self, *, pxe: bool = False, media: bool = False) -> None:
+        self.pxe, self.media = pxe, media
+        if pxe:
+            self.description += " and the host's PXE entry"
+
+    def run(self, ctx: StepContext) -> Done:
+        host = ctx.host()
+        name, image = image_of(ctx)
+        root = answers.directory(ctx.runtime.settings.reimage.install_config_dir)
+        if self.pxe and host.boot_mac is None:
+            raise InvalidRequest(
+                f"{host.name} has no boot_mac in the inventory",
+                fix="add boot_mac: aa:bb:cc:dd:ee:ff (its PXE NIC)",
+            )
+        if self.media and not image.iso_url:
+            raise InvalidRequest(f"image {name} has no iso_url", fix=f"set iso_url in [images.{name}]")
+        token = callbacks.issue_token(ctx.runtime.db, ctx.job_id)
+        base = ctx.runtime.settings.reimage.callback_url.rstrip("/")
+        answer = answers.Answer(
+            ctx.job_id, host.name, name, image.os, image.version, image.build,
+            f"{base}/callbacks/{ctx.job_id}", token, image.iso_url if self.media else None,
+        )  # fmt: skip
+        written = answers.write(root, answer, boot_mac=host.boot_mac if self.pxe else None)
+        ctx.data["callbacks_after"] = callbacks.last_id(ctx.runtime.db, ctx.job_id)
+        return Done("installer config written: " + ", ".join(str(p.relative_to(root)) for p in written))
+
+
+class SetBootOnce(Step):
+    """Set the next boot (only) to ``device`` and read it back."""
+
+    idempotent = True
+    changes_equipment = True
+
+    def __init__(self, device: BootDevice) -> None:
+        self.device = device
+        self.name = f"boot-{device.value}-once"
+        self.description = f"set the host's next boot (once) to {device.value} and read it back"
+
+    def run(self, ctx: StepContext) -> Done:
+        bmc = _bmc(ctx)
+        try:
+            if not isinstance(bmc, BootControl):
+                raise DeviceRefused(
+                    f"{ctx.target}: its BMC cannot set a boot device", fix="use another method"
+                )
+            bmc.set_boot_device(self.device, once=True)
+            seen = bmc.get_boot_device()
+        finally:
+            bmc.close()
+        if seen.device is not self.device:
+            raise DeviceRefused(
+                f"{ctx.target}: the BMC accepted the boot override but reads "
+                f"{seen.device.value if seen.device else 'no override'}, not {self.device.value}",
+                fix="the BMC may be in POST or ignore overrides: check its boot settings, then retry",
+            )
+        return Done(f"next boot of {ctx.target}: {self.device.value} (once){' UEFI' if seen.uefi else ''}")
+
+
+class InsertMedia(Step):
+    name = "insert-media"
+    description = "insert the image's ISO into the BMC's virtual CD (nothing if it is in)"
+    idempotent = True
+    changes_equipment = True
+
+    def run(self, ctx: StepContext) -> Done:
+        name, image = image_of(ctx)
+        if not image.iso_url:
+            raise InvalidRequest(f"image {name} has no iso_url", fix=f"set iso_url in [images.{name}]")
+        bmc = _bmc(ctx)
+        try:
+            if not isinstance(bmc, VirtualMedia):
+                raise DeviceRefused(f"{ctx.target}: its BMC has no virtual media", fix="use pxe")
+            bmc.insert(image.iso_url)
+            seen = bmc.inserted()
+        finally:
+            bmc.close()
+        if seen != image.iso_url:
+            raise DeviceRefused(
+                f"{ctx.target}: the virtual CD reads {seen or 'empty'} after inserting {image.iso_url}",
+                fix="check the BMC's virtual media (license, image URL reachable from the BMC), then retry",
+            )
+        return Done(f"{image.iso_url} inserted in {ctx.target}'s virtual CD")
+
+
+class EjectMedia(Step):
+    name = "eject-media"
+    description = "eject the virtual CD so the host boots from its disk from now on"
+    idempotent = True
+    changes_equipment = True
+
+    def run(self, ctx: StepContext) -> Done:
+        bmc = _bmc(ctx)
+        try:
+            if not isinstance(bmc, VirtualMedia):
+                raise DeviceRefused(f"{ctx.target}: its BMC has no virtual media", fix="use pxe")
+            bmc.eject()
+            left = bmc.inserted()
+        finally:
+            bmc.close()
+        if left is not None:
+            raise DeviceRefused(
+                f"{ctx.target}: the virtual CD still holds {left} after the eject",
+                fix="eject it in the BMC's web interface (some BMCs need the host off), then retry",
+            )
+        return Done(f"virtual CD of {ctx.target} ejected")
+
+
+class SetBootDisk(Step):
+    name = "boot-disk"
+    description = "set the host to boot from its disk and read it back"
+    idempotent = True
+    changes_equipment = True
+
+    def run(self, ctx: StepContext) -> Done:
+        bmc = _bmc(ctx)
+        try:
+            if not isinstance(bmc, BootControl):
+                raise DeviceRefused(
+                    f"{ctx.target}: its BMC cannot set a boot device", fix="set it in the BIOS"
+                )
+            bmc.set_boot_device(BootDevice.DISK, once=False)
+            seen = bmc.get_boot_device()
+        finally:
+            bmc.close()
+        if seen.device not in (BootDevice.DISK, None):
+            raise DeviceRefused(
+                f"{ctx.target}: the BMC reads next boot {seen.device.value}, not disk",
+                fix="set the boot order in the BMC or BIOS, then retry",
+            )
+        return Done(f"{ctx.target} boots from its disk")
+
+
+class WaitInstaller(Step):
+    """Wait for the installer's ``installed`` callback, up to the install deadline."""
+
+    name = "wait-installer"
+    description = "wait (up to the install deadline) for the installer to report on /callbacks/{job}"
+    idempotent = True
+
+    def run(self, ctx: StepContext) -> Done | Wait:
+        host = ctx.host()
+        after = int(ctx.data.get("callbacks_after") or 0)
+        reports = [
+            c
+            for c in callbacks.callbacks_of(ctx.runtime.db, ctx.job_id, after=after)
+            if c["payload"].get("event") == INSTALLED
+        ]
+        started = float(ctx.data.get("sent_at") or time.time())
+        if reports:
+            payload = reports[-1]["payload"]
+            ctx.data["reported_build"] = str(payload.get("build", ""))
+            root = ctx.runtime.settings.reimage.install_config_dir
+            if root is not None:
+                answers.remove(root, host.name, host.boot_mac)
+            ctx.data["install_started_at"] = started
+            return Done(
+                f"the installer on {host.name} reported: installed build {payload.get('build', '?')} "
+                f"({time.time() - started:.0f}s after the boot); its answer file was removed"
+            )
+        limit = deadline_s(ctx)
+        if window_passed(ctx, "installer_wait_from", limit, started) is not None:
+            raise NeedsOperator(
+                f"the installer on {host.name} did not report within {limit / 60:.0f} min of the boot; "
+                f"{_state(ctx)}; its answer file is still in place, so a late report is taken",
+                fix=f"look at the host's console: if the installer is still running, 'remotehands jobs "
+                f"retry {ctx.job_id}' waits {limit / 60:.0f} min more; if it stopped, fix the cause and cancel, "
+                "then run the ticket again (the host's next boot is its disk)",
+            )
+        polls = int(ctx.data.get("installer_polls", 0)) + 1
+        ctx.data["installer_polls"] = polls
+        return Wait(now() + timedelta(seconds=poll_delay(ctx, polls)), f"installing {host.name}")
+
+
+def _state(ctx: StepContext) -> str:
+    """What the host's first power path reads now (power; a BMC's next boot and virtual CD), for an
+    operator; never raises."""
+    host = ctx.host()
+    try:
+        driver = ctx.runtime.power_driver(host, host.power)
+    except RemoteHandsError as exc:
+        return f"its power could not be read ({exc.message})"
+    where = "its BMC" if host.power.type in ("ipmi", "redfish") else f"its {host.power.type}"
+    try:
+        text = f"{where} reads power {driver.state().value}"
+        if isinstance(driver, BootControl):
+            boot = driver.get_boot_device()
+            text += f", next boot {boot.device.value if boot.device else 'disk (no override)'}"
+        if isinstance(driver, VirtualMedia) and (media := driver.inserted()):
+            text += f", virtual CD {media}"
+        return text
+    except RemoteHandsError as exc:
+        return f"{where} could not be read ({exc.message})"
+    finally:
+        driver.close()

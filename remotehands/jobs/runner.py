@@ -18,9 +18,12 @@ worker whose lease was taken over stops without writing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -136,6 +139,13 @@ def _advance_one_step(runtime: Runtime, job_id: int, owner: str, lease: int) -> 
         if stop is not None and not (half_done and not step.idempotent):
             store.finish(s, job, *stop)
             return JobState(job.state)
+        # A step with nothing to check or read before it acts (no approval re-check, no baseline) is marked
+        # started in this same transaction: one commit less per step and per look of a wait. A kill before
+        # this commit leaves no started row, exactly as a kill at "before-started" does.
+        started_here = not half_done and not step.needs_approval and type(step).baseline is Step.baseline
+        if started_here:
+            faults.checkpoint(step.name, "before-started")
+            attempt = _mark_started(s, job_id, idx, step, last_status, last_attempt, {}, owner)
 
     if half_done:
         try:
@@ -174,36 +184,21 @@ def _advance_one_step(runtime: Runtime, job_id: int, owner: str, lease: int) -> 
             return None
 
     # Run the step (fresh, after a wait, or after a reconcile said RETRY).
-    try:
-        if step.needs_approval:
-            require_approval(runtime, ctx.ticket_system, ctx.ticket_id, f"step '{step.name}'")
-        baseline = step.baseline(ctx)
-    except RemoteHandsError as exc:
-        return _fail(runtime, job_id, owner, idx, None, step, exc)
-    faults.checkpoint(step.name, "before-started")
-    attempt = last_attempt if last_status == "waiting" else last_attempt + 1
-    with db.session() as s:
-        hold(s, job_id, owner, lease)
-        if last_status == "waiting":
-            row = _last_row(s, job_id, idx)
-            assert row is not None
-            row.status = "started"
-        else:
-            s.add(
-                JobStep(
-                    job_id=job_id,
-                    idx=idx,
-                    name=step.name,
-                    attempt=attempt,
-                    status="started",
-                    baseline=baseline,
-                    owner=owner,
-                    started_at=store.now(),
-                )
-            )
+    if not started_here or half_done:
+        try:
+            if step.needs_approval:
+                require_approval(runtime, ctx.ticket_system, ctx.ticket_id, f"step '{step.name}'")
+            baseline = step.baseline(ctx)
+        except RemoteHandsError as exc:
+            return _fail(runtime, job_id, owner, idx, None, step, exc)
+        faults.checkpoint(step.name, "before-started")
+        with db.session() as s:
+            hold(s, job_id, owner, lease)
+            attempt = _mark_started(s, job_id, idx, step, last_status, last_attempt, baseline, owner)
     faults.checkpoint(step.name, "after-started")
     try:
-        result = step.run(ctx)
+        with _heartbeat(runtime, job_id, owner, lease):
+            result = step.run(ctx)
     except RemoteHandsError as exc:
         unknown = isinstance(exc, DeviceUnreachable) and not step.idempotent
         return _fail(runtime, job_id, owner, idx, attempt, step, exc, unknown_outcome=unknown, ctx=ctx)
@@ -220,6 +215,66 @@ def _advance_one_step(runtime: Runtime, job_id: int, owner: str, lease: int) -> 
     _commit_done(runtime, job_id, owner, idx, attempt, step, ctx, result)
     faults.checkpoint(step.name, "after-done")
     return None
+
+
+def _mark_started(
+    s: Session,
+    job_id: int,
+    idx: int,
+    step: Step,
+    last_status: str | None,
+    last_attempt: int,
+    baseline: dict[str, Any],
+    owner: str,
+) -> int:
+    """Journal that ``step`` acts now (a new attempt, or the waiting one resumed); returns the attempt."""
+    if last_status == "waiting":
+        row = _last_row(s, job_id, idx)
+        assert row is not None
+        row.status = "started"
+        return last_attempt
+    s.add(
+        JobStep(
+            job_id=job_id,
+            idx=idx,
+            name=step.name,
+            attempt=last_attempt + 1,
+            status="started",
+            baseline=baseline,
+            owner=owner,
+            started_at=store.now(),
+        )
+    )
+    return last_attempt + 1
+
+
+@contextlib.contextmanager
+def _heartbeat(runtime: Runtime, job_id: int, owner: str, lease: int) -> Iterator[None]:
+    """Renew the lease every third of it while a step acts: a step may block for long (a restore, a
+    download), and an expired lease would let another worker reconcile it mid-act. Dies with the process,
+    so a dead worker's lease still expires."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(lease / 3):
+            try:
+                with runtime.db.session() as s:
+                    s.execute(
+                        update(Job)
+                        .where(Job.id == job_id, Job.lease_owner == owner)
+                        .values(lease_expires_at=store.now() + timedelta(seconds=lease))
+                        .execution_options(synchronize_session=False)
+                    )
+            except Exception:  # the database is away for a moment: try again at the next beat
+                log.warning("job %s: could not renew the lease", job_id, exc_info=True)
+
+    beat = threading.Thread(target=renew, name=f"lease-{job_id}", daemon=True)
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beat.join()
 
 
 def _stop_reason(job: Job) -> tuple[JobEvent, str] | None:
@@ -321,6 +376,8 @@ def _fail(
         job = hold(s, job_id, owner, runtime.settings.lease_seconds)
         if ctx is not None:
             _enqueue_notes(s, job, ctx)
+            if isinstance(exc, NeedsOperator):
+                job.data = ctx.data  # what the step recorded for a retry (e.g. a wait's new window)
         will_retry = exc.retryable and job.retries < MAX_RETRIES
         if attempt is not None:
             if unknown_outcome and will_retry:

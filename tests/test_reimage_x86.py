@@ -174,8 +174,10 @@ def test_pxe_reinstalls_esxi_once_through_ipmi_and_the_installer_calls_back(
 
 
 def test_virtual_media_reinstalls_through_redfish_and_ejects(rcli, serve: Runtime, x86_lab: LabInfo) -> None:
-    """rf-01's BMC is in POST: its first two boot-override PATCHes answer 400, and the job goes on."""
+    """rf-01's BMC is in POST: its first two boot-override PATCHes answer 400, and the job goes on; it ejects
+    the virtual CD only with the host off, so the host is powered off for the eject and on again."""
     set_lab_fault(x86_lab.state_dir, "rf-01", "boot_override_busy")
+    set_lab_fault(x86_lab.state_dir, "rf-01", "eject_needs_off")
     overrides = len(lab_log(x86_lab, "rf-01", "boot_override"))
     before = len(lab_log(x86_lab, "rf-01", "erase"))
     ticket_id = ticket(serve, "rf-01", "ubuntu-22", method="virtual-media")
@@ -190,12 +192,16 @@ def test_virtual_media_reinstalls_through_redfish_and_ejects(rcli, serve: Runtim
     ]
     assert boot["image"] == UBUNTU.iso_url
     trail = "\n".join(c.body for c in serve.tickets.comments(ticket_id))
-    assert f"{UBUNTU.iso_url} inserted" in trail and "virtual CD of rf-01 ejected" in trail
+    assert f"{UBUNTU.iso_url} inserted" in trail and "virtual CD of rf-01 ejected (the BMC refused" in trail
+    assert "powered off for the eject and on again" in trail
+    ejects = [e["status"] for e in lab_log(x86_lab, "rf-01", "vmedia_eject")]
+    assert ejects[-2:] == [409, 204]
     assert "runs linux 22.04 (22.04)" in trail
     answered = [(e["status"], e.get("error")) for e in lab_log(x86_lab, "rf-01", "boot_override")[overrides:]]
     busy = (400, "iLO.2.14.UnableToModifyDuringSystemPOST")
     assert answered[:3] == [busy, busy, (204, None)]  # refused twice during POST, then set
     set_lab_fault(x86_lab.state_dir, "rf-01", "boot_override_busy", enabled=False)
+    set_lab_fault(x86_lab.state_dir, "rf-01", "eject_needs_off", enabled=False)
 
 
 def test_an_installer_that_never_reports_stops_for_an_operator_with_the_host_state(

@@ -200,7 +200,8 @@ def set_lab_fault(state_dir: Path, host: str, fault: str, enabled: bool = True, 
     """Turn a fault of a simulated host on or off in the running lab of ``state_dir``; returns once the lab
     applied it. Faults of the host's OS (``ssh_host.FAULTS``): wrong_serial, install_never_finishes,
     installer_missing, os_broken; of a Redfish server's BMC: boot_override_busy (its next two boot-override
-    PATCHes answer 400 UnableToModifyDuringSystemPOST, as a BMC whose host is in POST)."""
+    PATCHes answer 400 UnableToModifyDuringSystemPOST, as a BMC whose host is in POST), eject_needs_off (its
+    virtual CD is ejected only while the host is off)."""
     path = state_dir / "faults.json"
     try:
         data = json.loads(path.read_text())

@@ -15,7 +15,9 @@ Quirks (``SystemOptions``), each one of a real BMC family, switched per system b
 - ``transitional_window``/``transitional_value``: after a cycle, ``PowerState`` reads that value (null,
   ``Unknown``, ``Reset``) for that long before ``Off``;
 - ``already_off_error``: ``ForceOff``/``GracefulShutdown`` of an off host answers 409 "Server is already
-  powered OFF." (Dell iDRAC, message id ``PSU501``).
+  powered OFF." (Dell iDRAC, message id ``PSU501``);
+- ``eject_needs_off``: ejecting the virtual CD of a host that is not off answers 409 ``ResourceInUse``
+  (BMCs that hold the media while the host has it mounted).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class SystemOptions:
     transitional_window: float = 0.0
     transitional_value: str | None = None
     already_off_error: bool = False
+    eject_needs_off: bool = False  # the virtual CD is ejected only with the host off (409 otherwise)
 
 
 class RedfishFault(Exception):
@@ -283,8 +286,19 @@ class SimulatedSystem:
             self._image = image
 
     def eject(self) -> None:
-        """Empty the virtual CD (nothing happens when it is empty)."""
+        """Empty the virtual CD (nothing happens when it is empty); raises ``RedfishFault`` when the system
+        takes an eject only while off and is not."""
         with self._lock:
+            if (
+                self.options.eject_needs_off
+                and self._image is not None
+                and self._reading(time.monotonic()) != "Off"
+            ):
+                raise base_fault(
+                    409,
+                    "ResourceInUse",
+                    "The virtual media cannot be ejected while the system is powered on.",
+                )
             self._image = None
 
     def image(self) -> str | None:

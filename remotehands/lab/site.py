@@ -372,6 +372,7 @@ def write_inventory(
 
 
 BOOT_OVERRIDE_BUSY = "boot_override_busy"
+EJECT_NEEDS_OFF = "eject_needs_off"
 BUSY_PATCHES = 2
 
 
@@ -404,6 +405,8 @@ class FaultFile:
                 if fault == BOOT_OVERRIDE_BUSY and host in self.systems:
                     # The BMC is in POST: the next boot-override PATCHes answer 400 (HPE iLO does).
                     self.systems[host].configure(post_busy_patches=BUSY_PATCHES if enabled else 0)
+                elif fault == EJECT_NEEDS_OFF and host in self.systems:
+                    self.systems[host].configure(eject_needs_off=enabled)
                 else:
                     self.ssh_hosts.set_fault(host, fault, enabled)
         self.last = faults

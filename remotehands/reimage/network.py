@@ -11,10 +11,18 @@ state read from its BMC, and ``jobs retry`` waits one deadline more.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from remotehands.bmc.base import BootControl, BootDevice, VirtualMedia
+from remotehands.bmc.base import (
+    BootControl,
+    BootDevice,
+    BootSetting,
+    PowerAction,
+    VirtualMedia,
+    perform_and_confirm,
+)
 from remotehands.errors import (
     DeviceRefused,
     DeviceUnreachable,
@@ -101,6 +109,30 @@ class PrepareInstall(Step):
         return Done("installer config written: " + ", ".join(str(p.relative_to(root)) for p in written))
 
 
+def _boot(ctx: StepContext, device: BootDevice, *, once: bool) -> BootSetting:
+    """Set the next boot (or every boot) to ``device`` through the host's BMC; returns what it reads after."""
+    bmc = _bmc(ctx)
+    try:
+        if not isinstance(bmc, BootControl):
+            raise DeviceRefused(f"{ctx.target}: its BMC cannot set a boot device", fix="set it in the BIOS")
+        bmc.set_boot_device(device, once=once)
+        return bmc.get_boot_device()
+    finally:
+        bmc.close()
+
+
+def _media(ctx: StepContext, act: Callable[[Any], None]) -> str | None:
+    """``act(bmc)`` on the host's BMC's virtual media; returns the image it holds after."""
+    bmc = _bmc(ctx)
+    try:
+        if not isinstance(bmc, VirtualMedia):
+            raise DeviceRefused(f"{ctx.target}: its BMC has no virtual media", fix="use pxe")
+        act(bmc)
+        return bmc.inserted()
+    finally:
+        bmc.close()
+
+
 class SetBootOnce(Step):
     """Set the next boot (only) to ``device`` and read it back."""
 
@@ -113,16 +145,7 @@ class SetBootOnce(Step):
         self.description = f"set the host's next boot (once) to {device.value} and read it back"
 
     def run(self, ctx: StepContext) -> Done:
-        bmc = _bmc(ctx)
-        try:
-            if not isinstance(bmc, BootControl):
-                raise DeviceRefused(
-                    f"{ctx.target}: its BMC cannot set a boot device", fix="use another method"
-                )
-            bmc.set_boot_device(self.device, once=True)
-            seen = bmc.get_boot_device()
-        finally:
-            bmc.close()
+        seen = _boot(ctx, self.device, once=True)
         if seen.device is not self.device:
             raise DeviceRefused(
                 f"{ctx.target}: the BMC accepted the boot override but reads "
@@ -140,45 +163,47 @@ class InsertMedia(Step):
 
     def run(self, ctx: StepContext) -> Done:
         name, image = image_of(ctx)
-        if not image.iso_url:
+        url = image.iso_url
+        if not url:
             raise InvalidRequest(f"image {name} has no iso_url", fix=f"set iso_url in [images.{name}]")
-        bmc = _bmc(ctx)
-        try:
-            if not isinstance(bmc, VirtualMedia):
-                raise DeviceRefused(f"{ctx.target}: its BMC has no virtual media", fix="use pxe")
-            bmc.insert(image.iso_url)
-            seen = bmc.inserted()
-        finally:
-            bmc.close()
-        if seen != image.iso_url:
+        seen = _media(ctx, lambda bmc: bmc.insert(url))
+        if seen != url:
             raise DeviceRefused(
-                f"{ctx.target}: the virtual CD reads {seen or 'empty'} after inserting {image.iso_url}",
+                f"{ctx.target}: the virtual CD reads {seen or 'empty'} after inserting {url}",
                 fix="check the BMC's virtual media (license, image URL reachable from the BMC), then retry",
             )
-        return Done(f"{image.iso_url} inserted in {ctx.target}'s virtual CD")
+        return Done(f"{url} inserted in {ctx.target}'s virtual CD")
 
 
 class EjectMedia(Step):
+    """Eject the virtual CD; a BMC that ejects only with the host off gets it off, ejected, and on again
+    (each read before it acts, so a crash in between repeats nothing)."""
+
     name = "eject-media"
-    description = "eject the virtual CD so the host boots from its disk from now on"
+    description = "eject the virtual CD (powering the host off for it if the BMC needs that)"
     idempotent = True
     changes_equipment = True
 
     def run(self, ctx: StepContext) -> Done:
-        bmc = _bmc(ctx)
+        note = ""
         try:
-            if not isinstance(bmc, VirtualMedia):
-                raise DeviceRefused(f"{ctx.target}: its BMC has no virtual media", fix="use pxe")
-            bmc.eject()
-            left = bmc.inserted()
-        finally:
-            bmc.close()
+            left = _media(ctx, lambda bmc: bmc.eject())
+        except DeviceRefused as exc:
+            bmc = _bmc(ctx)
+            try:
+                perform_and_confirm(bmc, PowerAction.OFF, timeout=120.0)
+                bmc.eject()
+                left = bmc.inserted()
+                perform_and_confirm(bmc, PowerAction.ON, timeout=120.0)
+            finally:
+                bmc.close()
+            note = f" (the BMC refused while the host was on: {exc.message}; it was powered off for the eject and on again)"
         if left is not None:
             raise DeviceRefused(
                 f"{ctx.target}: the virtual CD still holds {left} after the eject",
-                fix="eject it in the BMC's web interface (some BMCs need the host off), then retry",
+                fix="eject it in the BMC's web interface, then retry",
             )
-        return Done(f"virtual CD of {ctx.target} ejected")
+        return Done(f"virtual CD of {ctx.target} ejected{note}")
 
 
 class SetBootDisk(Step):
@@ -188,16 +213,7 @@ class SetBootDisk(Step):
     changes_equipment = True
 
     def run(self, ctx: StepContext) -> Done:
-        bmc = _bmc(ctx)
-        try:
-            if not isinstance(bmc, BootControl):
-                raise DeviceRefused(
-                    f"{ctx.target}: its BMC cannot set a boot device", fix="set it in the BIOS"
-                )
-            bmc.set_boot_device(BootDevice.DISK, once=False)
-            seen = bmc.get_boot_device()
-        finally:
-            bmc.close()
+        seen = _boot(ctx, BootDevice.DISK, once=False)
         if seen.device not in (BootDevice.DISK, None):
             raise DeviceRefused(
                 f"{ctx.target}: the BMC reads next boot {seen.device.value}, not disk",

@@ -13,9 +13,9 @@ and over SSH, EraseDevice exactly once, acknowledged, re-enrolled, back on SSH w
 build and serial verified, ``pmset autorestart`` set, every step journaled and written to the ticket.
 
 Then the peer on the same lab: a hand-written script of the same work, as an operator without remotehands
-would run it: 64 threads, each erases one Mac through the same MDM API (``remotehands.mdm.MdmClient``, plain
-httpx), polls the command until acknowledged, polls the Mac's SSH port until it presents a new host key,
-logs in (paramiko) and reads the build. No journal, no ticket, no identity check, no crash safety.
+would run it, on 64 threads: send every Mac's EraseDevice through the same MDM API
+(``remotehands.mdm.MdmClient``, plain httpx), then for each Mac poll the command until acknowledged and the
+Mac's SSH port until it presents a new host key (every second), log in (paramiko) and read the build. No journal, no ticket, no identity check, no crash safety.
 
 Figures: ``total_s`` the batch's wall time from the jobs' creation to the last job's end; ``install_s``
 the time one Mac is dark installing; ``ratio`` = total_s / install_s (target <= 1.1); ``peak_rss_mb`` the
@@ -280,18 +280,22 @@ def run_peer(state_dir: Path, lab: dict[str, Any]) -> float:
     password = Path(lab["password_file"]).read_text().strip()
     current = _known_keys(state_dir / "known_hosts")
 
-    def one(name: str) -> str:
+    def erase(name: str) -> str:
+        with MdmClient(lab["mdm_url"], key) as mdm:
+            return mdm.erase(lab["macs"][name]["mdm_udid"])
+
+    def back(item: tuple[str, str]) -> str:
+        name, command = item
         mac = lab["macs"][name]
         old = current[f"[{HOST}]:{mac['ssh_port']}"]
         with MdmClient(lab["mdm_url"], key) as mdm:
-            command = mdm.erase(mac["mdm_udid"])
             while mdm.command_status(command).state is not CommandState.ACKNOWLEDGED:
                 time.sleep(1.0)
         while True:
-            time.sleep(1.0)
             seen = _host_key(mac["ssh_port"])
             if seen is not None and seen.get_base64() != old:
                 break
+            time.sleep(1.0)
         client = paramiko.SSHClient()
         client.get_host_keys().add(f"[{HOST}]:{mac['ssh_port']}", seen.get_name(), seen)
         client.connect(HOST, mac["ssh_port"], "admin", password, look_for_keys=False, allow_agent=False)
@@ -303,7 +307,8 @@ def run_peer(state_dir: Path, lab: dict[str, Any]) -> float:
 
     start = time.monotonic()
     with ThreadPoolExecutor(PEER_THREADS) as pool:
-        builds = list(pool.map(one, lab["macs"]))
+        commands = list(pool.map(erase, lab["macs"]))  # every erase first, then wait for each Mac
+        builds = list(pool.map(back, zip(lab["macs"], commands, strict=True)))
     assert all(builds), "a Mac answered no build"
     return time.monotonic() - start
 

@@ -147,13 +147,14 @@ def test_pxe_reinstalls_esxi_once_through_ipmi_and_the_installer_calls_back(
     assert len(lab_log(x86_lab, "esx-01", "cycle")) == before["cycle"] + 1  # exactly one power cycle
     erases = lab_log(x86_lab, "esx-01", "erase")[before["erase"] :]
     assert [(e["method"], e["build"]) for e in erases] == [("pxe", "24022510")]
-    [report] = lab_log(x86_lab, "esx-01", "installer_report")[before["installer_report"] :]
-    assert report["status"] == 202
+    reports = lab_log(x86_lab, "esx-01", "installer_report")[before["installer_report"] :]
+    assert sorted((r["event"], r["status"]) for r in reports) == [("installed", 202), ("started", 202)]
     overrides = [e for e in lab_log(x86_lab, "esx-01", "boot_override")]
     assert overrides[-2]["device"] == "pxe" and overrides[-2]["persistent"] is False
     assert overrides[-1]["device"] == "disk"  # set back to disk after the install
     trail = "\n".join(c.body for c in serve.tickets.comments(ticket_id))
     for said in ("is serial LAB0001", "next boot of esx-01: pxe (once)", "installer on esx-01 reported",
+                 "the installer on esx-01 started; its PXE entry was withdrawn",
                  "new SSH host key of esx-01 pinned", "runs esxi 8.0.3 (24022510)"):  # fmt: skip
         assert said in trail
     # The answer file (holding the job's token) and the PXE entry are gone; no token reached the trail.

@@ -6,7 +6,7 @@ the host's ``pxelinux.cfg/01-<mac>`` entry (none: the host boots its disk, as px
 its answer file; on a boot from the virtual CD the answer file, whose ``media`` must be the inserted image;
 on a NetBoot the answer file. It asks remotehands whether the job still wants the install (``GET
 /callbacks/{job}`` with the token; an ended job's installer stops there, as a kickstart ``%pre`` check
-does), then starts the install on the simulated host (``SshHosts.begin_install``:
+does), then reports ``{"event": "started"}`` and starts the install on the simulated host (``SshHosts.begin_install``:
 dark for the install time, back with the build and a new host key) and, once the host listens again, posts
 ``{"event": "installed", "host", "build"}`` to the answer's callback URL with its token, as a kickstart's
 ``%firstboot`` or a NetInstall post-install script does. Every decision is a line of the command log
@@ -29,6 +29,7 @@ from remotehands.reimage import answers
 log = logging.getLogger(__name__)
 
 REPORT_TRIES = 10
+STARTED, INSTALLED = "started", "installed"
 
 
 class LabInstaller:
@@ -94,10 +95,11 @@ class LabInstaller:
         )
         if wanted is not True:
             return  # the job has ended (or does not answer): the installer stops before erasing anything
+        self._spawn(self._post, answer, STARTED)
         self.hosts.begin_install(
             host,
             answer.build,
-            functools.partial(self._spawn, self._report, answer),
+            functools.partial(self._spawn, self._post, answer, INSTALLED),
             version=answer.version,
             method=method,
         )
@@ -114,8 +116,8 @@ class LabInstaller:
             return f"HTTP {reply.status_code}"
         return bool(reply.json().get("install"))
 
-    def _report(self, answer: answers.Answer) -> None:
-        body = {"event": "installed", "host": answer.host, "build": answer.build}
+    def _post(self, answer: answers.Answer, event: str) -> None:
+        body = {"event": event, "host": answer.host, "build": answer.build}
         status: int | str = "not sent"
         for attempt in range(REPORT_TRIES):
             try:
@@ -132,7 +134,7 @@ class LabInstaller:
                 status = type(exc).__name__
             time.sleep(min(0.2 * 2**attempt, 5.0))
         self.command_log.write(
-            answer.host, "installer_report", host=answer.host, job=answer.job, status=status
+            answer.host, "installer_report", host=answer.host, job=answer.job, event=event, status=status
         )
 
     @staticmethod

@@ -96,6 +96,14 @@ def remove(root: Path, host: str, boot_mac: str | None = None) -> None:
             log.warning("could not remove %s: %s", path, exc.strerror)
 
 
+def remove_pxe(root: Path, boot_mac: str) -> None:
+    """Withdraw the PXE entry (the installer runs; a reboot must not start it again)."""
+    try:
+        pxe_path(root, boot_mac).unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("could not remove the PXE entry for %s: %s", boot_mac, exc.strerror)
+
+
 def read(root: Path, host: str) -> Answer | None:
     """The answer file for ``host``, or None when there is none (or it is not one)."""
     try:

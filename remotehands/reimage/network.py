@@ -2,8 +2,9 @@
 virtual-media, netboot): the installer's answer file with the job's callback token, a boot override for the
 next boot only, the wait for the installer's report, and putting the boot order back.
 
-The installer reports with ``POST /callbacks/{job}`` (``{"event": "installed", "build": ...}``); the
-callback wakes the waiting job at once, and the wait polls the stored callbacks in case the wake-up is
+The installer reports with ``POST /callbacks/{job}``: ``{"event": "started"}`` when it begins (the PXE
+entry is then withdrawn, so a reboot cannot start it again) and ``{"event": "installed", "build": ...}`` at
+the end; a report wakes the waiting job at once, and the wait polls the stored callbacks in case the wake-up is
 missed. Every wait has the install deadline; when it passes, the job stops for an operator with the host's
 state read from its BMC, and ``jobs retry`` waits one deadline more.
 """
@@ -38,7 +39,7 @@ from remotehands.reimage import answers
 from remotehands.reimage.access import image_of
 from remotehands.reimage.common import poll_delay, window_passed
 
-INSTALLED = "installed"
+STARTED, INSTALLED = "started", "installed"  # the events an installer reports
 
 
 def _bmc(ctx: StepContext) -> Any:
@@ -106,6 +107,7 @@ class PrepareInstall(Step):
         )  # fmt: skip
         written = answers.write(root, answer, boot_mac=host.boot_mac if self.pxe else None)
         ctx.data["callbacks_after"] = callbacks.last_id(ctx.runtime.db, ctx.job_id)
+        ctx.data["pxe_entry"] = self.pxe
         return Done("installer config written: " + ", ".join(str(p.relative_to(root)) for p in written))
 
 
@@ -232,12 +234,16 @@ class WaitInstaller(Step):
     def run(self, ctx: StepContext) -> Done | Wait:
         host = ctx.host()
         after = int(ctx.data.get("callbacks_after") or 0)
-        reports = [
-            c
-            for c in callbacks.callbacks_of(ctx.runtime.db, ctx.job_id, after=after)
-            if c["payload"].get("event") == INSTALLED
-        ]
+        reports = _reported(ctx, after, INSTALLED)
         started = float(ctx.data.get("sent_at") or time.time())
+        if ctx.data.get("pxe_entry") and not ctx.data.get("pxe_withdrawn") and _reported(ctx, after, STARTED):
+            # The installer runs: a reboot from now on must boot the disk (or the new installation), not
+            # this installer again, even where the BIOS puts the network first.
+            root = ctx.runtime.settings.reimage.install_config_dir
+            if root is not None and host.boot_mac:
+                answers.remove_pxe(root, host.boot_mac)
+            ctx.data["pxe_withdrawn"] = True
+            ctx.tell_ticket(f"the installer on {host.name} started; its PXE entry was withdrawn")
         if reports:
             payload = reports[-1]["payload"]
             ctx.data["reported_build"] = str(payload.get("build", ""))
@@ -261,6 +267,15 @@ class WaitInstaller(Step):
         polls = int(ctx.data.get("installer_polls", 0)) + 1
         ctx.data["installer_polls"] = polls
         return Wait(now() + timedelta(seconds=poll_delay(ctx, polls)), f"installing {host.name}")
+
+
+def _reported(ctx: StepContext, after: int, event: str) -> list[dict[str, Any]]:
+    """The job's callbacks with ``event`` received since the installer's files were written."""
+    return [
+        c
+        for c in callbacks.callbacks_of(ctx.runtime.db, ctx.job_id, after=after)
+        if c["payload"].get("event") == event
+    ]
 
 
 def _state(ctx: StepContext) -> str:

@@ -14,7 +14,8 @@ from remotehands.config import Settings
 from remotehands.jobs import store
 from remotehands.jobs.executor import LocalExecutor
 from remotehands.jobs.states import TERMINAL, JobState
-from remotehands.lab.process import LabInfo, read_bmc_log, set_lab_fault, start_lab, stop_lab
+from remotehands.lab.faults import set_lab_fault
+from remotehands.lab.process import LabInfo, read_bmc_log, start_lab, stop_lab
 from remotehands.lab.ticket_sims.harness import ServerThread, free_port
 from remotehands.reimage.settings import ImageConfig, ReimageSettings
 from remotehands.runtime import Runtime

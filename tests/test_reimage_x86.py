@@ -15,7 +15,8 @@ from sqlalchemy import text
 
 from remotehands.bmc.base import BootDevice
 from remotehands.config import Settings
-from remotehands.lab.process import LabInfo, read_bmc_log, set_lab_fault, start_lab, stop_lab
+from remotehands.lab.faults import set_lab_fault
+from remotehands.lab.process import LabInfo, read_bmc_log, start_lab, stop_lab
 from remotehands.lab.ticket_sims.harness import ServerThread
 from remotehands.reimage import answers
 from remotehands.reimage.settings import ImageConfig, ReimageSettings

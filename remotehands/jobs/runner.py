@@ -18,10 +18,7 @@ worker whose lease was taken over stops without writing.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +35,7 @@ from remotehands.errors import (
 )
 from remotehands.jobs import actions, faults, outbox, store
 from remotehands.jobs.approval import require_approval
+from remotehands.jobs.heartbeat import heartbeat
 from remotehands.jobs.states import JobEvent, JobState
 from remotehands.jobs.steps import Done, Reconciled, Step, StepContext, Verdict, Wait
 from remotehands.jobs.tables import Job, JobStep
@@ -197,7 +195,7 @@ def _advance_one_step(runtime: Runtime, job_id: int, owner: str, lease: int) -> 
             attempt = _mark_started(s, job_id, idx, step, last_status, last_attempt, baseline, owner)
     faults.checkpoint(step.name, "after-started")
     try:
-        with _heartbeat(runtime, job_id, owner, lease):
+        with heartbeat(runtime.db, job_id, owner, lease):
             result = step.run(ctx)
     except RemoteHandsError as exc:
         unknown = isinstance(exc, DeviceUnreachable) and not step.idempotent
@@ -246,35 +244,6 @@ def _mark_started(
         )
     )
     return last_attempt + 1
-
-
-@contextlib.contextmanager
-def _heartbeat(runtime: Runtime, job_id: int, owner: str, lease: int) -> Iterator[None]:
-    """Renew the lease every third of it while a step acts: a step may block for long (a restore, a
-    download), and an expired lease would let another worker reconcile it mid-act. Dies with the process,
-    so a dead worker's lease still expires."""
-    stop = threading.Event()
-
-    def renew() -> None:
-        while not stop.wait(lease / 3):
-            try:
-                with runtime.db.session() as s:
-                    s.execute(
-                        update(Job)
-                        .where(Job.id == job_id, Job.lease_owner == owner)
-                        .values(lease_expires_at=store.now() + timedelta(seconds=lease))
-                        .execution_options(synchronize_session=False)
-                    )
-            except Exception:  # the database is away for a moment: try again at the next beat
-                log.warning("job %s: could not renew the lease", job_id, exc_info=True)
-
-    beat = threading.Thread(target=renew, name=f"lease-{job_id}", daemon=True)
-    beat.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        beat.join()
 
 
 def _stop_reason(job: Job) -> tuple[JobEvent, str] | None:

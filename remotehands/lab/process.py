@@ -196,35 +196,6 @@ def read_lab(state_dir: Path) -> LabInfo | None:
     )
 
 
-def set_lab_fault(state_dir: Path, host: str, fault: str, enabled: bool = True, timeout: float = 5.0) -> None:
-    """Turn a fault of a simulated host on or off in the running lab of ``state_dir``; returns once the lab
-    applied it. Faults of the host's OS (``ssh_host.FAULTS``): wrong_serial, install_never_finishes,
-    installer_missing, os_broken; of a Redfish server's BMC: boot_override_busy (its next two boot-override
-    PATCHes answer 400 UnableToModifyDuringSystemPOST, as a BMC whose host is in POST), eject_needs_off (its
-    virtual CD is ejected only while the host is off)."""
-    path = state_dir / "faults.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        data = {"seq": 0, "faults": {}}
-    faults = set(data["faults"].get(host, []))
-    faults = faults | {fault} if enabled else faults - {fault}
-    data["faults"][host] = sorted(faults)
-    data["seq"] = int(data["seq"]) + 1
-    tmp = path.with_name(f".faults.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError):
-            if int((state_dir / "faults.applied").read_text()) >= data["seq"]:
-                return
-        time.sleep(0.02)
-    raise ActionFailed(
-        f"the lab in {state_dir} did not apply the fault within {timeout:g}s", fix="is it running?"
-    )
-
-
 def _host(h: dict[str, Any]) -> LabHost:
     return LabHost(h["address"], int(h["port"]), h["kind"], int(h.get("ssh_port", 0)), h.get("boot_mac", ""))
 

@@ -23,10 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from remotehands import redaction
-from remotehands.lab.process import ADDRESS, RACK, SITE, SUBSCRIPTIONS, USERNAME, LabHost
+from remotehands.lab.process import ADDRESS, RACK, USERNAME, LabHost
 
 log = logging.getLogger("remotehands.lab.site")
 
@@ -246,6 +244,8 @@ def run_lab(
         if pdus
         else {},
     }
+    from remotehands.lab.site_inventory import write_inventory
+
     write_inventory(state_dir / "inventory", lab, password_file, community_file)
     _write_atomic(state_dir / "lab.json", json.dumps(lab, indent=2) + "\n")
     log.info(
@@ -255,6 +255,8 @@ def run_lab(
         len(mac_names),
         PDU_NAME,
     )
+    from remotehands.lab.faults import FaultFile
+
     faults = FaultFile(state_dir, ssh_hosts, rf.systems if rf is not None else {})
     while not stop.wait(0.1):
         faults.apply()
@@ -275,142 +277,6 @@ def run_lab(
     command_log.close()
     log.info("lab stopped")
     return 0
-
-
-def write_inventory(
-    inventory_dir: Path, lab: dict[str, Any], password_file: Path, community_file: Path
-) -> None:
-    """Write ``hosts.yml`` and ``group_vars/all.yml`` for the lab (format read by ``remotehands.inventory``)."""
-    credentials = {"username": USERNAME, "password": f"file:{password_file}"}
-    ssh = {"username": USERNAME, "password": f"file:{password_file}"}
-    entries: dict[str, Any] = {}
-    number = 0
-
-    def server(name: str, kind: str, power: dict[str, Any], **more: Any) -> None:
-        nonlocal number
-        number += 1
-        entries[name] = {
-            "ansible_host": ADDRESS,
-            **more,
-            "kind": kind,
-            "serial_number": serial_number(number),
-            "subscription": "acme-0001" if number % 2 else "globex-0001",
-            "power": power,
-        }
-
-    def os_access(h: dict[str, Any]) -> dict[str, Any]:
-        if "ssh_port" not in h:
-            return {}
-        return {
-            "ansible_port": h["ssh_port"],
-            "ssh": ssh,
-            "ssh_host_key": h["host_key"],
-            "boot_mac": h["boot_mac"],
-        }
-
-    for name, h in lab["hosts"].items():
-        # The lab BMCs record every power action in their SEL (bmc_sim_sel), so jobs may cycle natively.
-        ipmi = {"type": "ipmi", "address": h["address"], "port": h["port"], "credentials": credentials}
-        server(name, h["kind"], {**ipmi, "event_log": True}, **os_access(h))
-    for name, h in lab["redfish"].items():
-        server(
-            name,
-            h["kind"],
-            {
-                "type": "redfish",
-                "address": h["address"],
-                "port": h["port"],
-                "credentials": credentials,
-                "system_id": name,
-                "tls_ca": lab["redfish_ca"],
-            },
-            **os_access(h),
-        )
-    for name, m in lab["macs"].items():
-        server(
-            name,
-            "mac-mini",
-            {"type": "pdu-outlet", "pdu": m["pdu"], "outlet": m["outlet"], "outlet_name": name},
-            ansible_port=m["ssh_port"],
-            model=m["model"],
-            ssh=ssh,
-            ssh_host_key=m["host_key"],
-            mdm_udid=m["mdm_udid"],
-            **({"dfu_controller": m["dfu_controller"]} if "dfu_controller" in m else {}),
-        )
-    for name, m in lab.get("controllers", {}).items():
-        server(
-            name,
-            "mac-mini",
-            {"type": "pdu-outlet", "pdu": m["pdu"], "outlet": m["outlet"], "outlet_name": name},
-            ansible_port=m["ssh_port"],
-            model=m["model"],
-            ssh=ssh,
-            ssh_host_key=m["host_key"],
-        )
-    if lab["macs"]:
-        entries[PDU_NAME] = {
-            "ansible_host": ADDRESS,
-            "kind": "pdu",
-            "platform": "apc_rpdu2",
-            "port": next(iter(lab["macs"].values()))["port"],
-            "serial_number": "LABPDU01",
-            "snmp": {"version": "v2c", "community": f"file:{community_file}"},
-            "stagger_seconds": PDU_STAGGER_S,
-        }
-    site = {
-        "vars": {"site": SITE},
-        "children": {f"{SITE}_{RACK}": {"vars": {"rack": RACK}, "hosts": entries}},
-    }
-    group_vars = {
-        "sites": {SITE: {"description": "Loopback lab site"}},
-        "subscriptions": {sub: {"customer": customer} for sub, customer in SUBSCRIPTIONS.items()},
-    }
-    header = "# Written by remotehands.lab at every lab start; edits are lost.\n"
-    _write_atomic(inventory_dir / "hosts.yml", header + _yaml({"all": {"children": {SITE: site}}}))
-    _write_atomic(inventory_dir / "group_vars" / "all.yml", header + _yaml(group_vars))
-
-
-BOOT_OVERRIDE_BUSY = "boot_override_busy"
-EJECT_NEEDS_OFF = "eject_needs_off"
-BUSY_PATCHES = 2
-
-
-class FaultFile:
-    """Faults of the simulated hosts set from outside the lab process (``process.set_lab_fault``): the lab
-    applies ``DIR/faults.json`` (``{"seq": N, "faults": {host: [fault, ...]}}``) when it changes and then
-    writes N to ``DIR/faults.applied``."""
-
-    def __init__(self, state_dir: Path, ssh_hosts: Any, systems: dict[str, Any]) -> None:
-        self.path, self.applied = state_dir / "faults.json", state_dir / "faults.applied"
-        self.ssh_hosts = ssh_hosts
-        self.systems = systems  # Redfish systems, for BMC faults
-        self.seq = -1
-        self.last: dict[str, set[str]] = {}
-
-    def apply(self) -> None:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return
-        if data.get("seq") == self.seq:
-            return
-        self.seq = data.get("seq")
-        # Only what changed since the last file: a fault the lab cleared itself (an install ends os_broken)
-        # stays cleared when another host's fault is set.
-        faults = {host: set(names) for host, names in data.get("faults", {}).items()}
-        for host in set(faults) | set(self.last):
-            for fault in faults.get(host, set()) ^ self.last.get(host, set()):
-                enabled = fault in faults.get(host, set())
-                if fault == BOOT_OVERRIDE_BUSY and host in self.systems:
-                    # The BMC is in POST: the next boot-override PATCHes answer 400 (HPE iLO does).
-                    self.systems[host].configure(post_busy_patches=BUSY_PATCHES if enabled else 0)
-                elif fault == EJECT_NEEDS_OFF and host in self.systems:
-                    self.systems[host].configure(eject_needs_off=enabled)
-                else:
-                    self.ssh_hosts.set_fault(host, fault, enabled)
-        self.last = faults
-        _write_atomic(self.applied, f"{self.seq}\n")
 
 
 def _system_on(system: Any) -> bool:
@@ -473,7 +339,3 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
-
-
-def _yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)

@@ -13,6 +13,8 @@ somebody has to remember to set.
     │   ├── UnknownTarget            a host/device name that the inventory does not have
     │   ├── TicketNotFound           a ticket id that the ticket system does not have
     │   └── InvalidRequest           a ticket's request fails validation
+    │       ├── AddressInUse         an IP address the plan has already assigned (IPAM)
+    │       └── PrefixExhausted      a prefix without enough free addresses for an allocation (IPAM)
     ├── NotPermitted                 refused by policy (exit 3); fatal
     │   ├── NotApproved              the ticket is not approved at its own system
     │   ├── SelfApproval             the approver is the requester
@@ -79,6 +81,14 @@ class TicketNotFound(BadInput):
 
 class InvalidRequest(BadInput):
     """A ticket's request (action, targets, params) fails validation."""
+
+
+class AddressInUse(InvalidRequest):
+    """An IP address asked for is already assigned in the site's IP plan; nothing was assigned."""
+
+
+class PrefixExhausted(InvalidRequest):
+    """No prefix of the site's IP plan has enough free addresses for the allocation; nothing was assigned."""
 
 
 class InventoryError(BadInput):

@@ -78,8 +78,9 @@ DEVICE_FIELDS = (
     "port",
     "credentials",
 )
+NETWORK_FIELDS = (*DEVICE_FIELDS, "ssh_host_key", "zones", "change_window", "confirm_minutes")
 PDU_FIELDS = (*DEVICE_FIELDS, "snmp", "stagger_seconds", "redfish_id", "tls_ca", "tls_insecure")
-HOST_FIELDS = tuple(sorted(set(SERVER_FIELDS) | set(PDU_FIELDS)))
+HOST_FIELDS = tuple(sorted(set(SERVER_FIELDS) | set(PDU_FIELDS) | set(NETWORK_FIELDS)))
 POWER_FIELDS: dict[str, tuple[str, ...]] = {
     "ipmi": ("type", "address", "port", "credentials", "event_log"),
     "redfish": ("type", "address", "port", "credentials", "system_id", "tls_ca", "tls_insecure"),
@@ -218,7 +219,15 @@ def build_equipment(
     host = _HostVars(name, resolved, catalogue.hosts_file, problems)
     kind = choice(host.spot("kind"), host.value("kind"), KINDS, "missing kind")
     server = kind in HOST_KINDS
-    applicable = SERVER_FIELDS if server else PDU_FIELDS if kind == PDU_KIND else DEVICE_FIELDS
+    applicable = (
+        SERVER_FIELDS
+        if server
+        else PDU_FIELDS
+        if kind == PDU_KIND
+        else NETWORK_FIELDS
+        if kind in NETWORK_KINDS
+        else DEVICE_FIELDS
+    )
     for key in sorted(host_written & set(HOST_FIELDS) - set(applicable)) if kind else ():
         host.spot(key).report(
             f"field {key} does not apply to a {kind}; fields for a {kind} are {', '.join(applicable)}"
@@ -248,6 +257,8 @@ def build_equipment(
             host.spot("credentials"), host.value("credentials"), "missing credentials: {username, password}"
         )
         fields["port"] = port(host.spot("port"), host.value("port"))
+        if kind in NETWORK_KINDS:
+            _network_fields(host, fields)
     if kind is None or len(problems) > before:
         return None
     data = {k: v for k, v in fields.items() if v is not None}
@@ -262,6 +273,22 @@ def build_equipment(
     except ValidationError as exc:
         problems.extend(problems_from_validation_error(exc, name, lambda key: host.spot(key).file))
         return None
+
+
+def _network_fields(host: _HostVars, fields: dict[str, object]) -> None:
+    """A network device's pinned SSH host key, its zones, change window and confirm timer; their shapes
+    are checked by the model (``NetworkDevice``), which reports the field path."""
+    key = host.text("ssh_host_key", None)
+    if key is not None:
+        if len(key.split()) < 2:
+            host.spot("ssh_host_key").report(
+                "ssh_host_key must be an OpenSSH public key line like 'ssh-ed25519 AAAA...'; "
+                "read it from the device (e.g. 'show crypto key mypubkey' or its known_hosts line)"
+            )
+        fields["ssh_host_key"] = key
+    for key in ("zones", "change_window", "confirm_minutes"):
+        if host.value(key) is not None:
+            fields[key] = host.value(key)
 
 
 def _access_fields(host: _HostVars, fields: dict[str, object], kind: str | None) -> None:

@@ -34,6 +34,7 @@ from remotehands.errors import InventoryError, InventoryProblem
 from remotehands.inventory.ansible_dir import AnsibleDir, Sourced, VarMap, read_ansible_dir
 from remotehands.inventory.checks import Spot, problems_from_validation_error, text, type_name, unknown_keys
 from remotehands.inventory.fields import HOST_FIELDS, Catalogue, Equipment, build_equipment
+from remotehands.inventory.ip_plan import SiteIpPlan
 from remotehands.inventory.models import (
     PROVIDER,
     Host,
@@ -46,6 +47,7 @@ from remotehands.inventory.models import (
 )
 
 GLOBAL_FIELDS = ("sites", "subscriptions", "rh_ignore_vars")
+_SiteDecl = tuple[str, str, SiteIpPlan | None]  # description, time zone, IP plan
 _IGNORE_HINT = "a variable for your own playbooks can be listed in rh_ignore_vars in group_vars/all.yml"
 
 
@@ -180,12 +182,12 @@ def _entries(
     return entries
 
 
-def _read_sites(source: Sourced | None, problems: list[InventoryProblem]) -> dict[str, tuple[str, str]]:
-    """name -> (description, time zone). The time zone sets the site's working day for SLA clocks."""
-    sites: dict[str, tuple[str, str]] = {}
+def _read_sites(source: Sourced | None, problems: list[InventoryProblem]) -> dict[str, _SiteDecl]:
+    """name -> (description, time zone, IP plan). The time zone sets the site's working day for SLA clocks."""
+    sites: dict[str, _SiteDecl] = {}
     for spot, name, body in _entries(source, "sites", "{description: ..., timezone: ...}", problems):
         # Racks are not declared: they are derived from the hosts' rack values.
-        unknown_keys(spot, body, ("description", "timezone"))
+        unknown_keys(spot, body, ("description", "timezone", "ip_plan"))
         zone = text(spot.child("timezone"), body.get("timezone"), None) or "UTC"
         try:
             ZoneInfo(zone)
@@ -194,8 +196,25 @@ def _read_sites(source: Sourced | None, problems: list[InventoryProblem]) -> dic
                 f"{zone!r} is not a time zone; use an IANA name such as Europe/Amsterdam"
             )
             zone = "UTC"
-        sites[name] = (text(spot.child("description"), body.get("description"), None) or "", zone)
+        description = text(spot.child("description"), body.get("description"), None) or ""
+        sites[name] = (description, zone, _ip_plan(spot.child("ip_plan"), body.get("ip_plan")))
     return sites
+
+
+def _ip_plan(spot: Spot, value: object) -> SiteIpPlan | None:
+    """The site's IP plan, each problem reported at its field path (``ip_plan.prefixes.0.gateway``)."""
+    if value is None:
+        return None
+    try:
+        return SiteIpPlan.model_validate(value)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False, include_context=False):
+            where = spot
+            for part in error["loc"]:
+                where = where.child(str(part))
+            message = error["msg"].removeprefix("Value error, ")
+            where.report(f"{message}; correct the IP plan in group_vars/all.yml")
+        return None
 
 
 def _read_subscriptions(source: Sourced | None, problems: list[InventoryProblem]) -> dict[str, str]:
@@ -259,7 +278,7 @@ def _check_duplicate_serials(resolved: dict[str, VarMap], problems: list[Invento
 
 def _assemble(
     path: Path,
-    sites: dict[str, tuple[str, str]],
+    sites: dict[str, _SiteDecl],
     subscriptions: dict[str, str],
     equipment: dict[str, Equipment],
 ) -> Inventory:
@@ -271,9 +290,13 @@ def _assemble(
         source=str(path),
         sites={
             name: Site(
-                name=name, description=description, timezone=zone, racks=tuple(sorted(racks.get(name, ())))
+                name=name,
+                description=description,
+                timezone=zone,
+                racks=tuple(sorted(racks.get(name, ()))),
+                ip_plan=plan,
             )
-            for name, (description, zone) in sites.items()
+            for name, (description, zone, plan) in sites.items()
         },
         subscriptions={
             sub_id: Subscription(id=sub_id, customer=customer) for sub_id, customer in subscriptions.items()

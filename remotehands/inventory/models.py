@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from remotehands.errors import UnknownTarget
+from remotehands.inventory.ip_plan import SiteIpPlan
 
 HostKind = Literal["mac-mini", "mac-studio", "mac-pro", "esxi", "linux"]
 HOST_KINDS: tuple[str, ...] = ("mac-mini", "mac-studio", "mac-pro", "esxi", "linux")
@@ -53,6 +54,7 @@ class Site(_Model):
     description: str = ""
     timezone: str = "UTC"  # IANA name; the site's working day (SLA clocks) is in this zone
     racks: tuple[str, ...] = ()
+    ip_plan: SiteIpPlan | None = None  # prefixes, gateways, reserved ranges (remotehands.network.ipam)
 
 
 class Credentials(_Model):
@@ -106,6 +108,26 @@ class Host(_Model):
         return (self.power, *self.power_fallback)
 
 
+class Zone(_Model):
+    """A security zone of a firewall as the rules name it: the device's interface (or Junos zone) and, on
+    platforms that filter with an ACL bound to the ingress interface (ASA, IOS), that ACL's name."""
+
+    interface: str
+    acl: str | None = None
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class ChangeWindow(_Model):
+    """When changes may be made to a device, in its site's time zone; ``end`` before ``start`` spans
+    midnight (``start`` on a listed day)."""
+
+    days: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
 class NetworkDevice(_Model):
     name: str
     kind: NetworkKind
@@ -117,6 +139,10 @@ class NetworkDevice(_Model):
     credentials: Credentials
     subscription: str = PROVIDER
     serial_number: str | None = None
+    ssh_host_key: str | None = None  # OpenSSH public key line the device must present
+    zones: dict[str, Zone] = Field(default_factory=dict)  # rule zones: name -> interface (and ACL)
+    change_window: ChangeWindow | None = None  # None: changes at any time
+    confirm_minutes: int = Field(default=5, ge=1, le=60)  # commit-confirmed / revert timer
 
 
 class StorageArray(_Model):
@@ -181,6 +207,17 @@ class Inventory(_Model):
             raise UnknownTarget(
                 f"unknown host {name!r} in inventory {self.source}",
                 fix=_suggest(name, list(self.hosts)) or "run 'remotehands inventory list' to see the hosts",
+            ) from None
+
+    def network_device(self, name: str) -> NetworkDevice:
+        """The firewall, switch or router called ``name``; raises ``UnknownTarget``."""
+        try:
+            return self.network_devices[name]
+        except KeyError:
+            raise UnknownTarget(
+                f"unknown network device {name!r} in inventory {self.source}",
+                fix=_suggest(name, list(self.network_devices))
+                or "add it to hosts.yml with kind: firewall and its platform",
             ) from None
 
     def pdu(self, name: str) -> Pdu:

@@ -7,6 +7,7 @@ from alembic import context
 import remotehands.audit
 import remotehands.intake.tables
 import remotehands.jobs.tables
+import remotehands.network.ipam_tables
 import remotehands.ssh.tables
 import remotehands.tickets.tables  # noqa: F401  (registers the tables on Base.metadata)
 from remotehands.db import Base

@@ -1,0 +1,1 @@
+"""Network: firewall change pipeline and the IP plan (IPAM) of each site."""

@@ -18,8 +18,10 @@ from remotehands import redaction
 from remotehands.cli import (
     audit_cmd,
     inventory_cmd,
+    ipam_cmd,
     jobs_cmd,
     lab_cmd,
+    net_cmd,
     power_cmd,
     reimage_cmd,
     serve_cmd,
@@ -42,10 +44,12 @@ app.add_typer(tickets_cmd.app, name="tickets")
 app.add_typer(jobs_cmd.app, name="jobs")
 app.add_typer(power_cmd.app, name="power")
 app.add_typer(inventory_cmd.app, name="inventory")
+app.add_typer(ipam_cmd.app, name="ipam")
 app.add_typer(lab_cmd.app, name="lab")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(serve_cmd.tokens, name="tokens")
 app.add_typer(ssh_cmd.app, name="ssh")
+app.add_typer(net_cmd.app, name="net")
 app.command("run")(jobs_cmd.run)
 app.command("worker")(jobs_cmd.worker)
 app.command("demo")(lab_cmd.demo)

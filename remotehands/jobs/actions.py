@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from remotehands.errors import InvalidRequest
 from remotehands.jobs.steps import Step
@@ -23,6 +23,11 @@ class Action:
     # An action whose steps depend on the target (``reimage``: the method follows the host) names, per
     # target, the concrete action its job runs; raises ``InvalidRequest`` when none fits the host.
     resolve: Callable[[Host, dict[str, Any]], str] | None = None
+    # What the targets are: inventory hosts (servers, Macs) or network devices (firewalls, switches).
+    target_kind: Literal["host", "network"] = "host"
+    # Checks a request's params against one target before any job exists (a ticket with a bad rule is
+    # refused at intake, naming the field); raises ``InvalidRequest``.
+    check_params: Callable[[dict[str, Any], Any], None] | None = None
 
 
 _ACTIONS: dict[str, Action] = {}
@@ -51,4 +56,5 @@ def names() -> frozenset[str]:
 def _load_builtin_actions() -> None:
     # Importing a task module registers its actions.
     import remotehands.bmc.tasks
+    import remotehands.network.tasks
     import remotehands.reimage.action  # noqa: F401

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from remotehands.errors import InvalidRequest, WrongSubscription
-from remotehands.inventory.models import PROVIDER, Inventory
+from remotehands.inventory.models import PROVIDER, Host, Inventory, NetworkDevice
+from remotehands.jobs import actions
 from remotehands.tickets.base import TaskRequest
 
 
@@ -25,12 +26,16 @@ def check_request(
             fix="one of: " + ", ".join(sorted(known_actions)),
         )
     sites = set()
+    action = actions.get(request.action)
+    network = action.target_kind == "network"
     for target in request.targets:
-        host = inventory.host(target)
+        host: Host | NetworkDevice = inventory.network_device(target) if network else inventory.host(target)
+        if action.check_params is not None:
+            action.check_params(dict(request.params), host)
         sites.add(host.site)
         if customer != PROVIDER and host.subscription != subscription:
             raise WrongSubscription(
-                f"request.targets: host {target} does not belong to subscription {subscription} "
+                f"request.targets: {'device' if network else 'host'} {target} does not belong to subscription {subscription} "
                 f"of customer {customer}",
                 fix="a customer's ticket can only target its own hosts; check the host name",
             )

@@ -1,0 +1,164 @@
+"""net.firewall_rule through the lab's four firewalls (ASA, IOS, Junos, FortiOS) over real Netmiko sessions.
+
+Each test uses its own rule (its own destination port), so tests sharing the session's lab never see each
+other's rules; the device's running config as the lab keeps it (``DIR/netdev/<name>.cfg``) is compared byte for
+byte before and after.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from remotehands.errors import InvalidRequest
+from remotehands.jobs import store
+from remotehands.lab.faults import set_lab_fault
+from remotehands.lab.process import LabInfo
+from remotehands.runtime import Runtime
+from tests.conftest import job_state, open_ticket, run_ticket
+
+FIREWALLS = ("fw-asa-01", "fw-ios-01", "fw-srx-01", "fw-fgt-01")
+# What each platform's config shows once the rule for destination port PORT is in (str.format).
+SHOWS = {
+    "fw-asa-01": "access-list outside_access_in extended permit tcp 203.0.113.0 255.255.255.0 host 198.51.100.20 eq {port}",
+    "fw-ios-01": " permit tcp 203.0.113.0 0.0.0.255 host 198.51.100.20 eq {port}",
+    "fw-srx-01": "destination-port {port}",
+    "fw-fgt-01": "set tcp-portrange {port}",
+}
+
+
+def _firewalls(lab: LabInfo) -> dict[str, Any]:
+    return dict(json.loads((lab.state_dir / "lab.json").read_text())["firewalls"])
+
+
+def _config(lab: LabInfo, name: str) -> bytes:
+    return Path(_firewalls(lab)[name]["config"]).read_bytes()
+
+
+def _rule(port: int, **more: object) -> dict[str, object]:
+    return {
+        "source": "203.0.113.0/24",
+        "destination": "198.51.100.20",
+        "protocol": "tcp",
+        "ports": str(port),
+        "from_zone": "outside",
+        "to_zone": "inside",
+    } | more
+
+
+def _ticket(rt: Runtime, device: str, params: dict[str, object]) -> str:
+    return open_ticket(rt, device, action="net.firewall_rule", subscription="provider", params=params)
+
+
+def _job(rt: Runtime, job_id: int) -> tuple[str, str, list[tuple[str, str]]]:
+    """(state, reason, [(step, result)])."""
+    with rt.db.session() as s:
+        job = store.get_job(s, job_id)
+        steps = [(row.name, row.result or "") for row in store.steps_of(s, job_id)]
+        return job.state, job.reason or "", steps
+
+
+def _attachments(rt: Runtime, ticket_id: str) -> dict[str, bytes]:
+    return {
+        a.name: rt.tickets.attachment_content(ticket_id, a.name) for a in rt.tickets.attachments(ticket_id)
+    }
+
+
+@pytest.mark.parametrize("device", FIREWALLS)
+def test_firewall_rule_added_verified_then_repeat_is_noop(rt: Runtime, lab: LabInfo, device: str) -> None:
+    port = 8400 + FIREWALLS.index(device)
+    before = _config(lab, device)
+    ticket = _ticket(rt, device, _rule(port))
+    [job_id] = run_ticket(rt, ticket, timeout=120)
+    state, reason, steps = _job(rt, job_id)
+    assert state == "succeeded", (reason, steps)
+    after = _config(lab, device)
+    assert after != before
+    assert SHOWS[device].format(port=port) in after.decode()
+    results = dict(steps)
+    assert "confirmed and saved" in results["net-confirm"]
+    files = _attachments(rt, ticket)
+    assert f"{device}-change.diff" in files and f"{device}-running-before.cfg" in files
+    diff = files[f"{device}-change.diff"].decode()
+    assert str(port) in diff and "+" in diff
+    password = lab.password()
+    for name, data in files.items():
+        assert password.encode() not in data, name
+    # The same rule again: found present, nothing sent, the job succeeds saying so.
+    again = _ticket(rt, device, _rule(port))
+    [second] = run_ticket(rt, again, timeout=120)
+    state, reason, steps = _job(rt, second)
+    assert state == "succeeded", reason
+    assert "already present" in dict(steps)["net-precheck"]
+    assert _config(lab, device) == after
+
+
+@pytest.mark.parametrize("device", FIREWALLS)
+@pytest.mark.parametrize("fault", ["reject_second_line", "drop_after_first_line"])
+def test_firewall_failed_change_leaves_config_byte_identical(
+    rt: Runtime, lab: LabInfo, device: str, fault: str
+) -> None:
+    port = (8500 if fault == "reject_second_line" else 8600) + FIREWALLS.index(device)
+    before = _config(lab, device)
+    set_lab_fault(lab.state_dir, device, fault)
+    try:
+        ticket = _ticket(rt, device, _rule(port))
+        [job_id] = run_ticket(rt, ticket, timeout=120)
+    finally:
+        set_lab_fault(lab.state_dir, device, fault, enabled=False)
+    state, reason, _ = _job(rt, job_id)
+    assert state == "failed", reason
+    assert "equals the backup" in reason
+    assert ("rejected" in reason) if fault == "reject_second_line" else ("dropped" in reason)
+    assert _config(lab, device) == before
+
+
+@pytest.mark.parametrize("device", FIREWALLS)
+def test_firewall_rule_removed_restores_config(rt: Runtime, lab: LabInfo, device: str) -> None:
+    port = 8700 + FIREWALLS.index(device)
+    before = _config(lab, device)
+    [added] = run_ticket(rt, _ticket(rt, device, _rule(port)), timeout=120)
+    assert job_state(rt, added) == "succeeded", _job(rt, added)
+    [removed] = run_ticket(rt, _ticket(rt, device, _rule(port, op="remove")), timeout=120)
+    state, reason, steps = _job(rt, removed)
+    assert state == "succeeded", (reason, steps)
+    assert _config(lab, device) == before
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        (_rule(443, source="203.0.113.0/33"), "request.params.source"),
+        (_rule(443, source="203.0.113.7/24"), "request.params.source"),
+        (_rule(70000), "request.params.ports"),
+        (_rule(443, from_zone="dmz"), "request.params.from_zone"),
+        (_rule(443, protocol="icmp"), "request.params.ports"),
+        (_rule(443, destination="2001:db8::5"), "request.params"),
+    ],
+)
+def test_firewall_bad_input_is_refused_at_intake_with_the_field(
+    rt: Runtime, lab: LabInfo, params: dict[str, object], field: str
+) -> None:
+    before = _config(lab, "fw-asa-01")
+    with pytest.raises(InvalidRequest) as err:
+        _ticket(rt, "fw-asa-01", params)
+    assert field in str(err.value)
+    assert "Fix:" in str(err.value)
+    assert _config(lab, "fw-asa-01") == before
+
+
+def test_network_plan_prints_commands_and_diff_and_changes_nothing(cli: Any, lab: LabInfo) -> None:
+    before = _config(lab, "fw-ios-01")
+    code, out, err = cli(
+        "net", "rule", "add", "fw-ios-01", "--source", "203.0.113.0/24", "--destination", "198.51.100.20",
+        "--protocol", "tcp", "--ports", "8800", "--from-zone", "outside", "--to-zone", "inside", "--plan",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "configure terminal revert timer 2" in out
+    assert "permit tcp 203.0.113.0 0.0.0.255 host 198.51.100.20 eq 8800" in out
+    assert "configure confirm" in out
+    assert "+ permit tcp" in out
+    assert _config(lab, "fw-ios-01") == before

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from remotehands.errors import ActionFailed
+from remotehands.lab.netdev_model import NET_FAULTS
 
 
 def set_lab_fault(state_dir: Path, host: str, fault: str, enabled: bool = True, timeout: float = 5.0) -> None:
@@ -19,7 +20,8 @@ def set_lab_fault(state_dir: Path, host: str, fault: str, enabled: bool = True, 
     applied it. Faults of the host's OS (``ssh_host.FAULTS``): wrong_serial, install_never_finishes,
     installer_missing, os_broken; of a Redfish server's BMC: boot_override_busy (its next two boot-override
     PATCHes answer 400 UnableToModifyDuringSystemPOST, as a BMC whose host is in POST), eject_needs_off (its
-    virtual CD is ejected only while the host is off)."""
+    virtual CD is ejected only while the host is off); of a firewall (``netdev_model``): reject_second_line,
+    drop_after_first_line, no_return_after_commit (each fires once)."""
     path = state_dir / "faults.json"
     try:
         data = json.loads(path.read_text())
@@ -53,10 +55,13 @@ class FaultFile:
     applies ``DIR/faults.json`` (``{"seq": N, "faults": {host: [fault, ...]}}``) when it changes and then
     writes N to ``DIR/faults.applied``."""
 
-    def __init__(self, state_dir: Path, ssh_hosts: Any, systems: dict[str, Any]) -> None:
+    def __init__(
+        self, state_dir: Path, ssh_hosts: Any, systems: dict[str, Any], firewalls: Any = None
+    ) -> None:
         self.path, self.applied = state_dir / "faults.json", state_dir / "faults.applied"
         self.ssh_hosts = ssh_hosts
         self.systems = systems  # Redfish systems, for BMC faults
+        self.firewalls = firewalls  # netdev_sim.NetDevServer, for the firewalls' faults (netdev_model)
         self.seq = -1
         self.last: dict[str, set[str]] = {}
 
@@ -79,6 +84,8 @@ class FaultFile:
                     self.systems[host].configure(post_busy_patches=BUSY_PATCHES if enabled else 0)
                 elif fault == EJECT_NEEDS_OFF and host in self.systems:
                     self.systems[host].configure(eject_needs_off=enabled)
+                elif fault in NET_FAULTS and self.firewalls is not None:
+                    self.firewalls.set_fault(host, fault, enabled)
                 else:
                     self.ssh_hosts.set_fault(host, fault, enabled)
         self.last = faults

@@ -190,6 +190,9 @@ def run_lab(
         return {"ssh_port": ssh_ports[name], "host_key": f"{key.get_name()} {key.get_base64()}"}
 
     mdm, mdm_server, mdm_key_file = start_mdm(state_dir, ssh_hosts, serials)
+    from remotehands.lab.netdevs import serve_firewalls
+
+    firewall_server, firewalls = serve_firewalls(state_dir, USERNAME, password, ADDRESS)
     lab: dict[str, Any] = {
         "pid": os.getpid(),
         "started": time.time(),
@@ -211,6 +214,7 @@ def run_lab(
         "redfish_ca": str(rf.ca_file) if rf else None,
         "known_hosts": str(state_dir / "known_hosts"),
         "mdm": {"url": mdm_server.url, "key_file": str(mdm_key_file)},
+        "firewalls": firewalls,
         "macs": {
             n: {
                 "pdu": PDU_NAME,
@@ -249,15 +253,16 @@ def run_lab(
     write_inventory(state_dir / "inventory", lab, password_file, community_file)
     _write_atomic(state_dir / "lab.json", json.dumps(lab, indent=2) + "\n")
     log.info(
-        "lab up: %d IPMI BMCs, %d Redfish systems, %d Macs on %s",
+        "lab up: %d IPMI BMCs, %d Redfish systems, %d Macs on %s, %d firewalls",
         count,
         len(rf_names),
         len(mac_names),
         PDU_NAME,
+        len(firewalls),
     )
     from remotehands.lab.faults import FaultFile
 
-    faults = FaultFile(state_dir, ssh_hosts, rf.systems if rf is not None else {})
+    faults = FaultFile(state_dir, ssh_hosts, rf.systems if rf is not None else {}, firewall_server)
     while not stop.wait(0.1):
         faults.apply()
     log.info("stopping the lab")
@@ -267,6 +272,7 @@ def run_lab(
         rf.stop()
     mdm_server.stop()
     mdm.close()
+    firewall_server.stop()
     ssh_hosts.stop()
     if pdus is not None:
         pdus.stop()

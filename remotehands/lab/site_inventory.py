@@ -93,6 +93,9 @@ def write_inventory(
             "snmp": {"version": "v2c", "community": f"file:{community_file}"},
             "stagger_seconds": PDU_STAGGER_S,
         }
+    from remotehands.lab.netdevs import inventory_entries
+
+    entries.update(inventory_entries(lab.get("firewalls", {}), credentials))
     site = {
         "vars": {"site": SITE},
         "children": {f"{SITE}_{RACK}": {"vars": {"rack": RACK}, "hosts": entries}},

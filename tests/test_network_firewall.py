@@ -162,3 +162,41 @@ def test_network_plan_prints_commands_and_diff_and_changes_nothing(cli: Any, lab
     assert "configure confirm" in out
     assert "+ permit tcp" in out
     assert _config(lab, "fw-ios-01") == before
+
+
+def test_network_session_refuses_a_device_with_another_host_key(rt: Runtime, lab: LabInfo) -> None:
+    from remotehands.errors import DeviceRefused
+    from remotehands.network.session import open_session
+
+    device = rt.inventory().network_device("fw-ios-01")
+    other = _firewalls(lab)["fw-asa-01"]["host_key"]
+    with pytest.raises(DeviceRefused) as err, open_session(device.model_copy(update={"ssh_host_key": other})):
+        pass
+    assert "host key" in str(err.value) and "ssh_host_key" in str(err.value)
+
+
+def test_network_change_window_spans_midnight_in_the_site_time_zone() -> None:
+    from datetime import UTC, datetime
+
+    from remotehands.inventory.models import ChangeWindow
+    from remotehands.network.pipeline import check_window
+
+    window = ChangeWindow(days=("fri",), start="22:00", end="04:00")
+    # Friday 2026-12-04 22:30 in Amsterdam is 21:30 UTC; Saturday 03:59 there is 02:59 UTC.
+    assert check_window(window, "Europe/Amsterdam", datetime(2026, 12, 4, 21, 30, tzinfo=UTC)) is None
+    assert check_window(window, "Europe/Amsterdam", datetime(2026, 12, 5, 2, 59, tzinfo=UTC)) is None
+    closed = check_window(window, "Europe/Amsterdam", datetime(2026, 12, 5, 3, 0, tzinfo=UTC))
+    assert closed is not None and "Sat 04:00" in closed
+    assert check_window(window, "Europe/Amsterdam", datetime(2026, 12, 3, 21, 30, tzinfo=UTC)) is not None
+    assert check_window(None, "UTC", datetime(2026, 12, 3, 12, 0, tzinfo=UTC)) is None
+
+
+def test_network_rule_from_the_cli_needs_the_approved_rule(rt: Runtime, cli: Any, lab: LabInfo) -> None:
+    ticket = _ticket(rt, "fw-srx-01", _rule(8900))
+    code, _, err = cli("net", "rule", "add", "fw-srx-01", "--ticket", ticket, "--ports", "8901")
+    assert code == 3 and "was approved for add permit tcp" in err
+    code, _, err = cli(
+        "net", "rule", "add", "fw-srx-01", "--ticket", ticket, "--destination", "198.51.100.20/32"
+    )
+    assert code == 0, err
+    assert "destination-port 8900" in _config(lab, "fw-srx-01").decode()

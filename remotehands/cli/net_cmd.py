@@ -64,12 +64,15 @@ def _run(
                 fix=f"open a ticket for {ACTION} on {device.name}",
             )
         approved = {"op": "add"} | dict(request.params)
-        for key, value in flags.items():
-            if str(approved.get(key, "")).lower() != str(value).lower():
-                raise NotPermitted(
-                    f"{t.id} was approved for {key} {approved.get(key)!r}, not {value!r}",
-                    fix=f"run it as approved, or open a ticket with {key}: {value}",
-                )
+        # Compare what the flags mean, not how they are written (198.51.100.20 is 198.51.100.20/32).
+        wanted = parse_rule(approved | flags, device, t.id)
+        granted = parse_rule(approved, device, t.id)
+        if (wanted.op, wanted.name) != (granted.op, granted.name):
+            raise NotPermitted(
+                f"{t.id} was approved for {granted.op} {granted.describe()}, not {wanted.op} "
+                f"{wanted.describe()}",
+                fix="run it as approved (the flags may be left out), or open a ticket for this rule",
+            )
         params = approved
     rule = parse_rule(params, device, ticket or "PLAN")
     if plan:

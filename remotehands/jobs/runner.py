@@ -164,11 +164,13 @@ def _advance_one_step(runtime: Runtime, job_id: int, owner: str, lease: int) -> 
             _commit_done(runtime, job_id, owner, idx, last_attempt, step, ctx, done)
         elif decided.verdict is Verdict.RETRY:
             with db.session() as s:
-                hold(s, job_id, owner, lease)
+                job = hold(s, job_id, owner, lease)
+                _enqueue_notes(s, job, ctx)  # evidence the reconcile gathered (a rollback's log)
                 _close_step(s, job_id, idx, last_attempt, "reconciled", decided.message)
         else:
             with db.session() as s:
                 job = hold(s, job_id, owner, lease)
+                _enqueue_notes(s, job, ctx)  # e.g. the diff a failed rollback left, for the operator
                 _close_step(s, job_id, idx, last_attempt, "failed", decided.message)
                 reason = decided.message if stop is None else f"{stop[1]}, but {decided.message}"
                 store.finish(s, job, JobEvent.ESCALATE, reason)

@@ -3,21 +3,23 @@ data (``platforms``) and syntax (``templates``).
 
 1. ``net-precheck``: inputs valid, the device's change window open, the rule not already there (then every
    later step does nothing and the job succeeds with "already present");
-2. ``net-backup``: the running config read, its fingerprint kept, a masked copy attached to the ticket;
-3. ``net-apply``: the lines sent one by one under the platform's safety net; a rejected line or a dropped
-   session rolls the device back and proves it equals the backup (``rollback``);
+2. ``net-backup``: the running config read, its fingerprint kept, a masked copy attached to the ticket, the
+   exact lines to send (and their inverses) rendered from the unmasked config and kept in the job;
+3. ``net-apply``: the lines sent one by one under the platform's safety net; a rejected line, a dropped
+   session or a silent device rolls the device back and proves it equals the backup (``rollback``);
 4. ``net-verify``: the running config shows the rule (and ASA's packet-tracer agrees); otherwise roll back;
-5. ``net-confirm``: keep and save the change; the diff and the session log go to the ticket.
+5. ``net-confirm``: keep and save the change, read it back once more; the diff and the session logs go to the
+   ticket.
 
-A failure whose rollback is proven ends the job as failed, saying so; one whose rollback cannot be proven
-ends it as needs_operator with the diff on the ticket.
+A failure whose rollback is proven ends the job as failed, saying so; one whose rollback cannot be proven,
+or a device that stops answering once the change is live, ends it as needs_operator with what is known.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
 from remotehands.errors import (
@@ -25,6 +27,7 @@ from remotehands.errors import (
     DeviceUnreachable,
     NeedsOperator,
     NotPermitted,
+    RemoteHandsError,
     VerificationFailed,
 )
 from remotehands.inventory.models import ChangeWindow, NetworkDevice
@@ -32,10 +35,10 @@ from remotehands.jobs.approval import CheckApproval
 from remotehands.jobs.steps import Done, Reconciled, Step, StepContext, Verdict
 from remotehands.jobs.store import now
 from remotehands.network import templates
-from remotehands.network.platforms import platform
+from remotehands.network.platforms import Platform, platform
 from remotehands.network.rollback import Outcome, diff, fingerprint, leave_config, restore, shown
 from remotehands.network.rules import FirewallRule, parse_rule
-from remotehands.network.session import NetSession, SessionDropped, open_session
+from remotehands.network.session import NetSession, open_session
 from remotehands.network.templates import Change
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -76,33 +79,37 @@ def check_window(window: ChangeWindow | None, timezone: str, at: datetime) -> st
     )
 
 
+def _require_window(ctx: StepContext, device: NetworkDevice) -> None:
+    timezone = ctx.runtime.inventory().sites[device.site].timezone
+    closed = check_window(device.change_window, timezone, now())
+    if closed:
+        raise NotPermitted(
+            f"{device.name}: {closed}; nothing was sent",
+            fix="run the job inside the window, or change change_window in the inventory for an emergency",
+        )
+
+
 class NetPrecheck(Step):
     name = "net-precheck"
     description = "check the request, the change window and whether the rule is already there"
     idempotent = True
 
     def run(self, ctx: StepContext) -> Done:
+        """Raises ``InvalidRequest`` for a bad rule, ``NotPermitted`` outside the change window,
+        ``DeviceRefused`` when the device is not set up for a safe change."""
         device = _device(ctx)
         rule = _rule(ctx, device)
         spec = platform(device.platform)
-        timezone = ctx.runtime.inventory().sites[device.site].timezone
-        closed = check_window(device.change_window, timezone, now())
-        if closed:
-            raise NotPermitted(
-                f"{device.name}: {closed}",
-                fix="run the job inside the window, or change change_window in the inventory for an emergency",
-            )
+        _require_window(ctx, device)
         with open_session(device) as session:
             for command, expected, fix in spec.preflight:
                 if not re.search(expected, session.show(command)):
                     raise DeviceRefused(f"{device.name} is not ready for a safe change", fix=fix)
             config = session.running_config()
         templates.change(rule, device, config)  # renders now: a rule the platform cannot express fails here
-        if rule.op == "add" and templates.is_present(rule, device, config):
-            ctx.data["noop"] = f"{rule.name} ({rule.describe()}) is already present on {device.name}"
-        elif rule.op == "remove" and templates.is_absent(rule, device, config):
-            ctx.data["noop"] = f"{rule.name} ({rule.describe()}) is not on {device.name}"
-        if ctx.data.get("noop"):
+        if templates.is_done(rule, device, config):
+            where = "already present on" if rule.op == "add" else "not on"
+            ctx.data["noop"] = f"{rule.name} ({rule.describe()}) is {where} {device.name}"
             return Done(f"{ctx.data['noop']}: already in the wanted state, nothing to change")
         return Done(f"{rule.op} {rule.name}: {rule.describe()} on {device.name} ({device.platform})")
 
@@ -113,14 +120,19 @@ class NetBackup(Step):
     idempotent = True
 
     def run(self, ctx: StepContext) -> Done:
+        """Also renders the change from the unmasked config: the lines and their inverses are kept in the
+        job, so a rollback after a crash never re-renders them from the masked copy."""
         if (skip := _noop(ctx)) is not None:
             return skip
         device = _device(ctx)
         spec = platform(device.platform)
         with open_session(device) as session:
             config = session.running_config()
+        change = templates.change(_rule(ctx, device), device, config)
         ctx.data["backup_sha"] = fingerprint(spec, config)
         ctx.data["backup"] = shown(spec, config)
+        ctx.data["lines"] = list(change.lines)
+        ctx.data["inverse"] = list(change.inverse)
         ctx.attach(f"{device.name}-running-before.cfg", ctx.data["backup"].encode())
         lines = ctx.data["backup"].count("\n")
         return Done(f"backup of {device.name}: {lines} lines, sha256 {ctx.data['backup_sha'][:12]}")
@@ -132,27 +144,29 @@ class NetApply(Step):
     changes_equipment = True
 
     def run(self, ctx: StepContext) -> Done:
+        """Raises ``DeviceRefused`` (rejected, rolled back and proven), ``NeedsOperator`` (not proven)."""
         if (skip := _noop(ctx)) is not None:
             return skip
         device = _device(ctx)
-        rule = _rule(ctx, device)
         spec = platform(device.platform)
+        _require_window(ctx, device)  # a retry after a crash may come late
         values = {"minutes": device.confirm_minutes, "ticket": ctx.ticket_id}
+        change = _sent_change(ctx)
         sent = 0
-        change = Change((), ())
+        session: NetSession | None = None
+        sending = False  # until the first line goes out, a failure is a plain retry
         try:
             with open_session(device) as session:
-                config = session.running_config()
-                if fingerprint(spec, config) != ctx.data["backup_sha"]:
+                if fingerprint(spec, session.running_config()) != ctx.data["backup_sha"]:
                     raise DeviceRefused(
                         f"the running config of {device.name} changed since the backup (someone else is "
                         "changing it); nothing was sent",
                         fix="find out who, then retry the job (it takes a new backup)",
                     )
-                change = templates.change(rule, device, config)
-                ctx.data["lines"] = list(change.lines)
+                sending = True
                 try:
-                    session.enter_config(**values)
+                    if spec.config_enter:
+                        _checked(session, spec.config_enter.format(**values), "entering configuration")
                     for sent, line in enumerate(change.lines, start=1):
                         _checked(session, line, f"line {sent} of {len(change.lines)}")
                     for command in (*spec.check, *spec.commit):
@@ -162,17 +176,15 @@ class NetApply(Step):
                     ctx.attach(f"{device.name}-session-apply.log", session.log())
                     leave_config(session)
                     outcome = restore(session, ctx.data["backup_sha"], change, ctx.ticket_id)
-                    _proven(
-                        ctx,
-                        device,
-                        outcome,
-                        f"{rejected.where} {rejected.line!r} was rejected: {rejected.error}",
-                    )
+                    what = f"{rejected.where} {rejected.line!r} was rejected: {rejected.error}"
+                    _proven(ctx, device, outcome, what)
                 ctx.attach(f"{device.name}-session-apply.log", session.log())
-        except SessionDropped as exc:
-            _after_drop(
-                ctx, device, change, f"the session dropped at line {sent} of {len(change.lines)} ({exc})"
-            )
+        except DeviceUnreachable as exc:
+            if not sending:
+                raise
+            if session is not None:
+                ctx.attach(f"{device.name}-session-apply.log", session.log())
+            _recover(ctx, device, change, f"the session failed at line {sent} of {len(change.lines)} ({exc})")
         return Done(f"sent {len(change.lines)} line(s) to {device.name} under {spec.safety}")
 
     def reconcile(self, ctx: StepContext, baseline: dict[str, Any]) -> Reconciled:
@@ -188,24 +200,21 @@ class NetApply(Step):
                 return Reconciled(
                     Verdict.RETRY, f"{device.name} still equals the backup: nothing took effect"
                 )
-            done = templates.is_done(rule, device, config)
-            if done:
+            if templates.is_done(rule, device, config):
                 return Reconciled(Verdict.DONE, f"{device.name} shows the whole change")
-            change = _sent_change(ctx, rule, device)
             leave_config(session)
-            outcome = restore(session, ctx.data["backup_sha"], change, ctx.ticket_id)
+            outcome = restore(session, ctx.data["backup_sha"], _sent_change(ctx), ctx.ticket_id)
+            ctx.attach(f"{device.name}-session-recovery.log", session.log())
         if outcome.equal:
             return Reconciled(
                 Verdict.RETRY,
                 f"half of the change was on {device.name}; {outcome.how}; config equals the backup",
             )
-        ctx.attach(
-            f"{device.name}-diff-unresolved.txt",
-            diff(ctx.data["backup"], shown(spec, outcome.config), device.name).encode(),
-        )
+        _attach_diff(ctx, device, spec, outcome.config)
         return Reconciled(
             Verdict.NEEDS_OPERATOR,
-            f"half of the change is on {device.name} and the rollback did not restore the backup; the diff is on the ticket",
+            f"half of the change is on {device.name} and the rollback did not restore the backup; the diff is "
+            "on the ticket",
         )
 
 
@@ -215,74 +224,70 @@ class NetVerify(Step):
     idempotent = True
 
     def run(self, ctx: StepContext) -> Done:
+        """Raises ``VerificationFailed`` (rolled back and proven) or ``NeedsOperator``."""
         if (skip := _noop(ctx)) is not None:
             return skip
         device = _device(ctx)
         rule = _rule(ctx, device)
-        with open_session(device) as session:
-            config = session.running_config()
-            shows = templates.is_done(rule, device, config)
-            problem = None if shows else f"the running config of {device.name} does not show the change"
-            trace = templates.packet_trace(rule, device)
-            if problem is None and trace is not None:
-                allowed = templates.trace_allowed(session.show(trace))
-                if allowed is not (rule.action == "permit"):
-                    problem = (
-                        f"'{trace}' says {'allow' if allowed else 'drop' if allowed is False else 'nothing'}"
-                    )
-            if problem is None:
+        try:
+            with open_session(device) as session:
+                config = session.running_config()
+                problem = None
+                if not templates.is_done(rule, device, config):
+                    problem = f"the running config of {device.name} does not show the change"
+                trace = templates.packet_trace(rule, device)
+                if problem is None and trace is not None:
+                    allowed = templates.trace_allowed(session.show(trace))
+                    if allowed is not (rule.action == "permit"):
+                        said = "allow" if allowed else "drop" if allowed is False else "nothing"
+                        problem = f"'{trace}' says {said}"
+                if problem is None:
+                    ctx.attach(f"{device.name}-session-verify.log", session.log())
+                    how = " and packet-tracer allows it" if trace else ""
+                    if rule.op == "add":
+                        return Done(f"{device.name} shows {rule.name}{how}")
+                    return Done(f"{rule.name} is gone from {device.name}")
+                outcome = restore(session, ctx.data["backup_sha"], _sent_change(ctx), ctx.ticket_id)
                 ctx.attach(f"{device.name}-session-verify.log", session.log())
-                how = " and packet-tracer allows it" if trace else ""
-                return Done(
-                    f"{device.name} shows {rule.name}{how}"
-                    if rule.op == "add"
-                    else f"{rule.name} is gone from {device.name}"
-                )
-            outcome = restore(session, ctx.data["backup_sha"], _sent_change(ctx, rule, device), ctx.ticket_id)
-            ctx.attach(f"{device.name}-session-verify.log", session.log())
+        except DeviceUnreachable as exc:
+            _live_and_unreachable(device, f"verifying the change failed: {exc}")
+        assert problem is not None
         _proven(ctx, device, outcome, problem, error=VerificationFailed)
-        raise AssertionError("unreachable")  # _proven always raises
 
 
 class NetConfirm(Step):
     name = "net-confirm"
-    description = "keep and save the change; attach the diff and the session log"
+    description = "keep and save the change, read it back; attach the diff and the session log"
     idempotent = True
     changes_equipment = True
 
     def run(self, ctx: StepContext) -> Done:
+        """Raises ``VerificationFailed`` when the device's timer undid the change first (proven back at the
+        backup), ``NeedsOperator`` when confirming or saving fails with the change live."""
         if (skip := _noop(ctx)) is not None:
             return skip
         device = _device(ctx)
         rule = _rule(ctx, device)
         spec = platform(device.platform)
         values = {"minutes": device.confirm_minutes, "ticket": ctx.ticket_id}
-        with open_session(device) as session:
-            config = session.running_config()
-            shows = templates.is_done(rule, device, config)
-            if not shows:
-                raise VerificationFailed(
-                    f"the change was gone from {device.name} before it could be confirmed: its "
-                    f"{device.confirm_minutes}-minute revert timer ran out and the device rolled it back",
-                    fix="retry the job; if the device is slow, raise confirm_minutes in the inventory",
-                )
-            if spec.confirm_in_config:
-                session.enter_config(**values)
-            for command in spec.confirm:
-                output = session.send(command.format(**values), timeout=spec.commit_timeout)
-                error = spec.errors(output)
-                if error and not (spec.nothing_pending and spec.nothing_pending in output):
-                    raise DeviceRefused(f"{device.name} refused {command!r}: {error}", fix="check the device")
-            if spec.confirm_in_config:
-                session.exit_config()
-            for command in spec.save:
-                output = session.send(command, timeout=spec.commit_timeout)
-                if spec.errors(output):
-                    raise DeviceRefused(
-                        f"{device.name} could not save: {spec.errors(output)}", fix="check its storage"
-                    )
-            after = session.running_config()
-            ctx.attach(f"{device.name}-session-confirm.log", session.log())
+        try:
+            with open_session(device) as session:
+                if not templates.is_done(rule, device, session.running_config()):
+                    _timer_undid(ctx, device, session)
+                try:
+                    _confirm_and_save(session, spec, values)
+                except _Rejected as rejected:
+                    ctx.attach(f"{device.name}-session-confirm.log", session.log())
+                    raise NeedsOperator(
+                        f"{device.name} refused {rejected.line!r} ({rejected.error}) with the change live",
+                        fix=f"confirm or undo the change on {device.name} by hand against the attached backup",
+                    ) from None
+                after = session.running_config()
+                if not templates.is_done(rule, device, after):
+                    _timer_undid(ctx, device, session)
+                ctx.attach(f"{device.name}-session-confirm.log", session.log())
+        except DeviceUnreachable as exc:
+            _live_and_unreachable(device, f"confirming the change failed: {exc}")
         changes = diff(ctx.data["backup"], shown(spec, after), device.name)
         ctx.attach(f"{device.name}-change.diff", changes.encode())
         added = sum(1 for line in changes.splitlines() if line.startswith("+") and not line.startswith("+++"))
@@ -290,6 +295,47 @@ class NetConfirm(Step):
             1 for line in changes.splitlines() if line.startswith("-") and not line.startswith("---")
         )
         return Done(f"{rule.op} {rule.name} confirmed and saved on {device.name} (+{added} -{removed} lines)")
+
+
+def _confirm_and_save(session: NetSession, spec: Platform, values: dict[str, object]) -> None:
+    if spec.confirm_in_config and spec.config_enter:
+        _checked(session, spec.config_enter.format(**values), "entering configuration")
+    for command in spec.confirm:
+        output = session.send(command.format(**values), timeout=spec.commit_timeout)
+        error = spec.errors(output)
+        # "nothing pending" is fine only because the change was just read back as present
+        if error and not (spec.nothing_pending and spec.nothing_pending in output):
+            raise _Rejected("confirm", command, error)
+    if spec.confirm_in_config:
+        session.exit_config()
+    for command in spec.save:
+        output = session.send(command, timeout=spec.commit_timeout)
+        error = spec.errors(output)
+        if error:
+            raise _Rejected("save", command, error)
+
+
+def _timer_undid(ctx: StepContext, device: NetworkDevice, session: NetSession) -> NoReturn:
+    """The change is gone before it was kept: the device's revert timer ran out. Prove where it is."""
+    spec = platform(device.platform)
+    config = session.running_config()
+    ctx.attach(f"{device.name}-session-confirm.log", session.log())
+    if fingerprint(spec, config) == ctx.data["backup_sha"]:
+        why = (
+            f"its {device.confirm_minutes}-minute revert timer ran out and the device rolled it back"
+            if spec.safety != "inverse-lines"
+            else "someone removed it"
+        )
+        raise VerificationFailed(
+            f"the change was gone from {device.name} before it could be kept: {why}; the running config "
+            "equals the backup",
+            fix="retry the job; if the device is slow, raise confirm_minutes in the inventory",
+        )
+    _attach_diff(ctx, device, spec, config)
+    raise NeedsOperator(
+        f"the change is not on {device.name} any more and its config differs from the backup (diff attached)",
+        fix=f"compare {device.name} with the attached backup and put it right by hand",
+    )
 
 
 class _Rejected(Exception):
@@ -307,13 +353,16 @@ def _checked(session: NetSession, line: str, where: str, *, commit: bool = False
     return output
 
 
-def _sent_change(ctx: StepContext, rule: FirewallRule, device: NetworkDevice) -> Change:
-    """The change as the apply step rendered it from the backup (its inverse lines are what ASA undoes)."""
-    lines = tuple(ctx.data.get("lines", ()))
-    rendered = templates.change(rule, device, ctx.data.get("backup", ""))
-    if rendered.lines == lines or not lines:
-        return rendered
-    return Change(lines, tuple(None for _ in lines))
+def _sent_change(ctx: StepContext) -> Change:
+    """The change as the backup step rendered it from the unmasked config."""
+    lines = tuple(str(line) for line in ctx.data.get("lines", ()))
+    inverse = tuple(ctx.data.get("inverse", (None,) * len(lines)))
+    return Change(lines, inverse)
+
+
+def _attach_diff(ctx: StepContext, device: NetworkDevice, spec: Platform, config: str) -> None:
+    text = diff(ctx.data["backup"], shown(spec, config), device.name)
+    ctx.attach(f"{device.name}-diff-unresolved.txt", text.encode())
 
 
 def _proven(
@@ -322,20 +371,16 @@ def _proven(
     outcome: Outcome,
     what: str,
     *,
-    error: type[Exception] = DeviceRefused,
-) -> None:
+    error: type[RemoteHandsError] = DeviceRefused,
+) -> NoReturn:
     """Raise the failure: ``error`` when the device is proven back at the backup, else ``NeedsOperator``."""
-    spec = platform(device.platform)
     if outcome.equal:
-        raise error(  # type: ignore[call-arg]
+        raise error(
             f"{what}; {outcome.how}: the running config of {device.name} equals the backup "
             f"(sha256 {ctx.data['backup_sha'][:12]})",
             fix="correct the request and open a new ticket" if error is DeviceRefused else "check the device",
         )
-    ctx.attach(
-        f"{device.name}-diff-unresolved.txt",
-        diff(ctx.data["backup"], shown(spec, outcome.config), device.name).encode(),
-    )
+    _attach_diff(ctx, device, platform(device.platform), outcome.config)
     raise NeedsOperator(
         f"{what}; {outcome.how}, but the running config of {device.name} still differs from the backup "
         "(the diff is on the ticket)",
@@ -343,34 +388,31 @@ def _proven(
     )
 
 
-def _after_drop(ctx: StepContext, device: NetworkDevice, change: Change, what: str) -> None:
-    """The session dropped mid-change: log in again, roll back, prove (always raises)."""
-    rule = _rule(ctx, device)
-    sent = change if change.lines else _sent_change(ctx, rule, device)
+def _recover(ctx: StepContext, device: NetworkDevice, change: Change, what: str) -> NoReturn:
+    """The session failed mid-change: log in again, roll back, prove. Any failure on the way is for an
+    operator: the device may hold half the change."""
     try:
         with open_session(device) as session:
-            outcome = restore(session, ctx.data["backup_sha"], sent, ctx.ticket_id)
+            leave_config(session)
+            outcome = restore(session, ctx.data["backup_sha"], change, ctx.ticket_id)
             ctx.attach(f"{device.name}-session-recovery.log", session.log())
-    except SessionDropped as exc:
-        raise NeedsOperator(
-            f"{what}, and the session to roll back dropped too ({exc})",
-            fix=f"check {device.name} at its console against the attached backup",
-        ) from exc
-    except DeviceRefused:
-        raise
-    except DeviceUnreachable as exc:  # the device is gone after the change
-        spec = platform(device.platform)
-        timer = spec.safety != "inverse-lines"
-        raise NeedsOperator(
-            f"{what}, and {device.name} does not answer since"
-            + (
-                f"; its {device.confirm_minutes}-minute revert timer will undo an unconfirmed change"
-                if timer
-                else ""
-            ),
-            fix=f"reach {device.name} out of band and compare it with the attached backup",
-        ) from exc
+    except RemoteHandsError as exc:
+        _live_and_unreachable(device, f"{what}, and rolling back failed too ({exc})")
     _proven(ctx, device, outcome, what)
+
+
+def _live_and_unreachable(device: NetworkDevice, what: str) -> NoReturn:
+    """The change may be live on a device we cannot read: what the device will do by itself, for the ticket."""
+    spec = platform(device.platform)
+    if spec.safety == "inverse-lines":
+        then = "an ASA has no revert timer: the change may be live and unsaved"
+    else:
+        then = f"its {device.confirm_minutes}-minute revert timer undoes a change that was not confirmed"
+    raise NeedsOperator(
+        f"{what}; {then}",
+        fix=f"reach {device.name} (out of band if need be) and compare it with the attached backup, then retry "
+        "or cancel the job",
+    )
 
 
 def firewall_steps() -> list[Step]:

@@ -92,7 +92,7 @@ PLATFORMS: dict[str, Platform] = {
         secrets=(
             r"^enable password (\S+)",
             r"^username \S+ password (\S+)",
-            r"key (\S+)",
+            r"(?:pre-shared-|ikev\d )?key (\S+)",
             r"community (\S+)",
         ),
     ),
@@ -109,18 +109,20 @@ PLATFORMS: dict[str, Platform] = {
         save=("write memory",),
         rollback=("configure revert now",),
         nothing_pending="No Rollback Confirmed Change pending",
-        error_patterns=(r"^% (Invalid input|Incomplete command|Ambiguous command)", r"^%\s*\S"),
+        error_patterns=(r"^%\s*\S", r"^Bad mask"),
         volatile=(
             r"^Building configuration",
             r"^Current configuration :",
             r"^! Last configuration change",
             r"^! NVRAM config last updated",
+            r"^ntp clock-period",  # IOS rewrites it as the clock drifts
         ),
         secrets=(
-            r"secret \d+ (\S+)",
-            r"password \d+ (\S+)",
+            r"secret(?: \d+)? (\S+)",
+            r"password(?: \d+)? (\S+)",
             r"^snmp-server community (\S+)",
-            r"key \d+ (\S+)",
+            r"key(?: \d+)? (\S+)",
+            r"key-string(?: \d+)? (\S+)",
         ),
     ),
     "juniper_junos": Platform(
@@ -129,7 +131,7 @@ PLATFORMS: dict[str, Platform] = {
         read_timeout=30.0,
         commit_timeout=300.0,
         show_running="show configuration | display set",
-        config_enter="configure private",
+        config_enter="configure exclusive",
         config_exit="exit configuration-mode",
         config_abort=("rollback 0", "exit configuration-mode"),
         check=("commit check",),
@@ -141,7 +143,13 @@ PLATFORMS: dict[str, Platform] = {
         rollback_in_config=True,
         error_patterns=(r"^syntax error", r"^error:", r"^\s*unknown command"),
         volatile=(r"^## Last commit", r"^## Last changed"),
-        secrets=(r'encrypted-password "([^"]+)"', r'secret "([^"]+)"', r'authentication-key "([^"]+)"'),
+        secrets=(
+            r'encrypted-password "([^"]+)"',
+            r'secret "([^"]+)"',
+            r'authentication-key "([^"]+)"',
+            r'(?:ascii-text|hexadecimal) "([^"]+)"',
+            r"snmp community (\S+)",
+        ),
     ),
     "fortinet": Platform(
         name="fortinet",
@@ -156,7 +164,10 @@ PLATFORMS: dict[str, Platform] = {
         rollback=("execute cfg reload", "y"),
         error_patterns=(r"^Command fail", r"command parse error", r"entry not found in datasource"),
         volatile=(r"^#conf_file_ver=",),
-        secrets=(r"set (?:password|passwd|psksecret|secret|key) ENC (\S+)",),
+        secrets=(
+            r"set (?:password|passwd|psksecret|secret|key|passphrase|auth-pwd|priv-pwd) ENC (\S+)",
+            r'set private-key "([^"]+)"',
+        ),
         preflight=(
             (
                 "get system global | grep cfg-save",

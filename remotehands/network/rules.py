@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ from remotehands.inventory.ip_plan import IpAddress, IpNetwork
 from remotehands.inventory.models import NetworkDevice
 
 PROTOCOLS = ("tcp", "udp", "icmp", "ip")
+TICKET_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 RULE_FIELDS = ("op", "action", "source", "destination", "protocol", "ports", "from_zone", "to_zone")
 
 
@@ -106,6 +108,12 @@ def parse_rule(params: dict[str, Any], device: NetworkDevice, ticket_id: str) ->
     Raises ``InvalidRequest`` naming the field (``request.params.ports``) and the fix: an unknown field, an
     invalid address or CIDR, a port outside 1..65535, ports for icmp/ip, a zone the device does not have,
     or IPv4 mixed with IPv6."""
+    if not TICKET_ID.fullmatch(ticket_id):
+        # The ticket id goes into remarks, descriptions and commit comments on the device's CLI.
+        raise InvalidRequest(
+            f"ticket id {ticket_id!r} cannot be written into a device's configuration",
+            fix="ticket ids for network changes are letters, digits, '.', '_' and '-'",
+        )
     unknown = sorted(set(params) - set(RULE_FIELDS))
     if unknown:
         raise InvalidRequest(

@@ -30,6 +30,7 @@ import paramiko
 from netmiko import ConnectHandler
 from netmiko.exceptions import (
     NetmikoAuthenticationException,
+    NetmikoBaseException,
     NetmikoTimeoutException,
     ReadException,
     ReadTimeout,
@@ -60,7 +61,7 @@ class NetSession:
 
     def show(self, command: str) -> str:
         """The output of an operational command (no prompt, no echo)."""
-        with self._translated(command):
+        with self._translated(command, self.platform.read_timeout):
             return str(
                 self._conn.send_command(command, read_timeout=self.platform.read_timeout, strip_prompt=True)
             )
@@ -69,7 +70,7 @@ class NetSession:
         """Send one line in whatever mode the session is in and return everything up to the next prompt
         (or the platform's y/n question for that command)."""
         question = self.platform.confirm_prompts.get(command)
-        with self._translated(command):
+        with self._translated(command, timeout or self.platform.read_timeout):
             output = self._conn.send_command(
                 command,
                 expect_string=question or self._prompt_pattern(),
@@ -107,18 +108,18 @@ class NetSession:
         return rf"{base}[^\r\n]*[#>$]\s*$"
 
     @contextmanager
-    def _translated(self, command: str) -> Iterator[None]:
+    def _translated(self, command: str, timeout: float) -> Iterator[None]:
         self.last = command
         try:
             yield
         except ReadTimeout as exc:
             raise DeviceUnreachable(
                 f"{self.device.name} did not answer {command!r} within its read timeout "
-                f"({self.platform.read_timeout:g}s): {_first_line(exc)}",
+                f"({timeout:g}s): {_first_line(exc)}",
                 fix="check the device's CPU and the management path; raise the platform's read_timeout if it "
                 "is just slow",
             ) from exc
-        except (OSError, EOFError, paramiko.SSHException, ReadException) as exc:
+        except (OSError, EOFError, paramiko.SSHException, NetmikoBaseException) as exc:
             raise SessionDropped(
                 f"the session to {self.device.name} dropped after {command!r}: {_first_line(exc)}",
                 fix="the change pipeline checks the device's config before doing anything else",
@@ -182,6 +183,14 @@ def open_session(device: NetworkDevice) -> Iterator[NetSession]:
                 fix="verify the device's key at its console, then update ssh_host_key in the inventory",
             ) from exc
         except NetmikoTimeoutException as exc:
+            # Netmiko wraps paramiko's host key refusals in its timeout exception.
+            text = str(exc)
+            if "known_hosts" in text or "does not match" in text or "host key" in text.lower():
+                raise DeviceRefused(
+                    f"{device.name} did not present the host key the inventory pins (ssh_host_key); not "
+                    "logging in (it may be replaced hardware, or someone in the path)",
+                    fix="verify the device's key at its console, then update ssh_host_key in the inventory",
+                ) from exc
             raise DeviceUnreachable(
                 f"{device.name} at {device.mgmt_address}:{port} did not answer SSH: {_first_line(exc)}",
                 fix="check that the device is up and its management address and port",
@@ -200,7 +209,12 @@ def open_session(device: NetworkDevice) -> Iterator[NetSession]:
                 f"{device.name} at {device.mgmt_address}:{port} did not answer SSH: {_first_line(exc)}",
                 fix="check that the device is up and its management address and port",
             ) from exc
-        except (ValueError, ReadException) as exc:
+        except ReadTimeout as exc:
+            raise DeviceUnreachable(
+                f"{device.name} logged us in but its prompt did not come: {_first_line(exc)}",
+                fix="check the device's CPU and the management path",
+            ) from exc
+        except (ValueError, NetmikoBaseException) as exc:
             # Netmiko raises ValueError for "Failed to enter configuration mode", "Pattern not detected",
             # "Router prompt not found": the device answered in a way the platform does not.
             raise DeviceRefused(

@@ -42,7 +42,7 @@ def connect(server: NetDevServer, name: str, device_type: str, tmp_path: Path) -
         system_host_keys=False,
         alt_host_keys=True,
         alt_key_file=str(known),
-        fast_cli=False,
+        fast_cli=True,
     )
 
 

@@ -60,7 +60,7 @@ class Lab:
             system_host_keys=False,
             alt_host_keys=True,
             alt_key_file=str(known_hosts or self.known_hosts),
-            fast_cli=False,
+            fast_cli=True,
             conn_timeout=5,
             **extra,
         )

@@ -18,7 +18,9 @@ from remotehands.jobs import store
 from remotehands.lab.faults import set_lab_fault
 from remotehands.lab.process import LabInfo
 from remotehands.runtime import Runtime
-from tests.conftest import job_state, open_ticket, run_ticket
+from remotehands.tickets.base import Severity, TaskRequest, TicketType
+from remotehands.tickets.builtin import NewTicket
+from tests.conftest import run_ticket
 
 FIREWALLS = ("fw-asa-01", "fw-ios-01", "fw-srx-01", "fw-fgt-01")
 # What each platform's config shows once the rule for destination port PORT is in (str.format).
@@ -49,16 +51,34 @@ def _rule(port: int, **more: object) -> dict[str, object]:
     } | more
 
 
-def _ticket(rt: Runtime, device: str, params: dict[str, object]) -> str:
-    return open_ticket(rt, device, action="net.firewall_rule", subscription="provider", params=params)
+def _ticket(rt: Runtime, devices: str | tuple[str, ...], params: dict[str, object]) -> str:
+    """An approved ticket for the rule on ``devices``: one job per device, run side by side."""
+    targets = (devices,) if isinstance(devices, str) else devices
+    ticket_id = rt.tickets.create(
+        NewTicket(
+            type=TicketType.CONFIG_CHANGE,
+            severity=Severity.DEGRADED,
+            title=f"firewall rule on {', '.join(targets)}",
+            requester="alice",
+            customer="provider",
+            subscription="provider",
+            request=TaskRequest(action="net.firewall_rule", targets=targets, params=params),
+        ),
+        rt.inventory(),
+    )
+    rt.tickets.approve(ticket_id, "bob")
+    return ticket_id
 
 
-def _job(rt: Runtime, job_id: int) -> tuple[str, str, list[tuple[str, str]]]:
-    """(state, reason, [(step, result)])."""
+def _jobs(rt: Runtime, ids: list[int]) -> dict[str, tuple[str, str, dict[str, str]]]:
+    """target -> (state, reason, {step: result})."""
+    out = {}
     with rt.db.session() as s:
-        job = store.get_job(s, job_id)
-        steps = [(row.name, row.result or "") for row in store.steps_of(s, job_id)]
-        return job.state, job.reason or "", steps
+        for job_id in ids:
+            job = store.get_job(s, job_id)
+            steps = {row.name: row.result or "" for row in store.steps_of(s, job_id)}
+            out[job.target] = (job.state, job.reason or "", steps)
+    return out
 
 
 def _attachments(rt: Runtime, ticket_id: str) -> dict[str, bytes]:
@@ -67,65 +87,53 @@ def _attachments(rt: Runtime, ticket_id: str) -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize("device", FIREWALLS)
-def test_firewall_rule_added_verified_then_repeat_is_noop(rt: Runtime, lab: LabInfo, device: str) -> None:
-    port = 8400 + FIREWALLS.index(device)
-    before = _config(lab, device)
-    ticket = _ticket(rt, device, _rule(port))
-    [job_id] = run_ticket(rt, ticket, timeout=120)
-    state, reason, steps = _job(rt, job_id)
-    assert state == "succeeded", (reason, steps)
-    after = _config(lab, device)
-    assert after != before
-    assert SHOWS[device].format(port=port) in after.decode()
-    results = dict(steps)
-    assert "confirmed and saved" in results["net-confirm"]
+def test_firewall_rule_added_verified_repeat_is_noop_then_removed(rt: Runtime, lab: LabInfo) -> None:
+    before = {d: _config(lab, d) for d in FIREWALLS}
+    ticket = _ticket(rt, FIREWALLS, _rule(8400))
+    jobs = _jobs(rt, run_ticket(rt, ticket, timeout=180))
     files = _attachments(rt, ticket)
-    assert f"{device}-change.diff" in files and f"{device}-running-before.cfg" in files
-    diff = files[f"{device}-change.diff"].decode()
-    assert str(port) in diff and "+" in diff
-    password = lab.password()
-    for name, data in files.items():
-        assert password.encode() not in data, name
-    # The same rule again: found present, nothing sent, the job succeeds saying so.
-    again = _ticket(rt, device, _rule(port))
-    [second] = run_ticket(rt, again, timeout=120)
-    state, reason, steps = _job(rt, second)
-    assert state == "succeeded", reason
-    assert "already present" in dict(steps)["net-precheck"]
-    assert _config(lab, device) == after
+    password = lab.password().encode()
+    for device in FIREWALLS:
+        state, reason, steps = jobs[device]
+        assert state == "succeeded", (device, reason, steps)
+        assert "confirmed and saved" in steps["net-confirm"]
+        after = _config(lab, device)
+        assert SHOWS[device].format(port=8400) in after.decode() and after != before[device]
+        diff = files[f"{device}-change.diff"].decode()
+        assert "8400" in diff and f"{device}-running-before.cfg" in files
+    assert files and all(password not in data for data in files.values())
+    added = {d: _config(lab, d) for d in FIREWALLS}
+    # The same rule again: found present on every device, nothing sent, each job succeeds saying so.
+    again = _jobs(rt, run_ticket(rt, _ticket(rt, FIREWALLS, _rule(8400)), timeout=180))
+    for device in FIREWALLS:
+        state, reason, steps = again[device]
+        assert state == "succeeded", (device, reason)
+        assert "already present" in steps["net-precheck"]
+        assert _config(lab, device) == added[device]
+    # Removed (by another ticket): every config byte-identical to before the add.
+    removed = _jobs(rt, run_ticket(rt, _ticket(rt, FIREWALLS, _rule(8400, op="remove")), timeout=180))
+    for device in FIREWALLS:
+        assert removed[device][0] == "succeeded", (device, removed[device][1:])
+        assert _config(lab, device) == before[device], device
 
 
-@pytest.mark.parametrize("device", FIREWALLS)
 @pytest.mark.parametrize("fault", ["reject_second_line", "drop_after_first_line"])
-def test_firewall_failed_change_leaves_config_byte_identical(
-    rt: Runtime, lab: LabInfo, device: str, fault: str
-) -> None:
-    port = (8500 if fault == "reject_second_line" else 8600) + FIREWALLS.index(device)
-    before = _config(lab, device)
-    set_lab_fault(lab.state_dir, device, fault)
+def test_firewall_failed_change_leaves_config_byte_identical(rt: Runtime, lab: LabInfo, fault: str) -> None:
+    port = 8500 if fault == "reject_second_line" else 8600
+    before = {d: _config(lab, d) for d in FIREWALLS}
+    for device in FIREWALLS:
+        set_lab_fault(lab.state_dir, device, fault)
     try:
-        ticket = _ticket(rt, device, _rule(port))
-        [job_id] = run_ticket(rt, ticket, timeout=120)
+        jobs = _jobs(rt, run_ticket(rt, _ticket(rt, FIREWALLS, _rule(port)), timeout=180))
     finally:
-        set_lab_fault(lab.state_dir, device, fault, enabled=False)
-    state, reason, _ = _job(rt, job_id)
-    assert state == "failed", reason
-    assert "equals the backup" in reason
-    assert ("rejected" in reason) if fault == "reject_second_line" else ("dropped" in reason)
-    assert _config(lab, device) == before
-
-
-@pytest.mark.parametrize("device", FIREWALLS)
-def test_firewall_rule_removed_restores_config(rt: Runtime, lab: LabInfo, device: str) -> None:
-    port = 8700 + FIREWALLS.index(device)
-    before = _config(lab, device)
-    [added] = run_ticket(rt, _ticket(rt, device, _rule(port)), timeout=120)
-    assert job_state(rt, added) == "succeeded", _job(rt, added)
-    [removed] = run_ticket(rt, _ticket(rt, device, _rule(port, op="remove")), timeout=120)
-    state, reason, steps = _job(rt, removed)
-    assert state == "succeeded", (reason, steps)
-    assert _config(lab, device) == before
+        for device in FIREWALLS:
+            set_lab_fault(lab.state_dir, device, fault, enabled=False)
+    for device in FIREWALLS:
+        state, reason, _ = jobs[device]
+        assert state == "failed", (device, reason)
+        assert "equals the backup" in reason
+        assert ("rejected" in reason) if fault == "reject_second_line" else ("session failed" in reason)
+        assert _config(lab, device) == before[device], device
 
 
 @pytest.mark.parametrize(

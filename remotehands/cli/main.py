@@ -22,6 +22,7 @@ from remotehands.cli import (
     jobs_cmd,
     lab_cmd,
     net_cmd,
+    net_ip_cmd,
     power_cmd,
     reimage_cmd,
     serve_cmd,
@@ -49,6 +50,7 @@ app.add_typer(lab_cmd.app, name="lab")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(serve_cmd.tokens, name="tokens")
 app.add_typer(ssh_cmd.app, name="ssh")
+net_cmd.app.add_typer(net_ip_cmd.app, name="ip")
 app.add_typer(net_cmd.app, name="net")
 app.command("run")(jobs_cmd.run)
 app.command("worker")(jobs_cmd.worker)

@@ -1,5 +1,6 @@
 """``remotehands net rule add|remove DEVICE``: a firewall rule as a journaled, verified, rolled-back-on-failure
-job for an approved ticket; ``--plan`` reads the device and prints the exact commands and the expected diff."""
+job for an approved ticket; ``--plan`` reads the device and prints the exact commands and the expected diff.
+``net ip`` lives in ``net_ip_cmd`` (registered under ``net`` by ``cli.main``)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from remotehands.network.platforms import platform
 from remotehands.network.rules import FirewallRule, parse_rule
 from remotehands.network.session import open_session
 from remotehands.runtime import Runtime
+from remotehands.tickets.base import Ticket
 
 ACTION = "net.firewall_rule"
 
 app = typer.Typer(
-    help="Network changes on firewalls: rules (and, later, customer IPs).", no_args_is_help=True
+    help="Network changes on firewalls: rules and customers' additional IPs.", no_args_is_help=True
 )
 rule_app = typer.Typer(help="Add or remove one firewall rule.", no_args_is_help=True)
 app.add_typer(rule_app, name="rule")
@@ -55,15 +57,8 @@ def _run(
     params = flags
     t = None
     if ticket:
-        t = rt.tickets.get(ticket)
-        request = t.wanted()
-        if request.action != ACTION or device.name not in request.targets:
-            raise NotPermitted(
-                f"{t.id} does not ask for a firewall rule on {device.name} (it asks for {request.action} on "
-                f"{', '.join(request.targets)})",
-                fix=f"open a ticket for {ACTION} on {device.name}",
-            )
-        approved = {"op": "add"} | dict(request.params)
+        t = ticket_asking(rt, ticket, ACTION, device.name)
+        approved = {"op": "add"} | dict(t.wanted().params)
         # Compare what the flags mean, not how they are written (198.51.100.20 is 198.51.100.20/32).
         wanted = parse_rule(approved | flags, device, t.id)
         granted = parse_rule(approved, device, t.id)
@@ -82,6 +77,25 @@ def _run(
         raise NotPermitted(
             "a firewall change needs an approved ticket", fix="pass --ticket RH-n (or --plan to look)"
         )
+    run_approved(rt, t, device.name, as_json)
+
+
+def ticket_asking(rt: Runtime, ticket: str, action: str, device: str) -> Ticket:
+    """The ticket ``ticket``, which must ask for ``action`` on ``device``; raises ``NotPermitted``."""
+    t = rt.tickets.get(ticket)
+    request = t.wanted()
+    if request.action != action or device not in request.targets:
+        raise NotPermitted(
+            f"{t.id} does not ask for {action} on {device} (it asks for {request.action} on "
+            f"{', '.join(request.targets)})",
+            fix=f"open a ticket for {action} on {device}",
+        )
+    return t
+
+
+def run_approved(rt: Runtime, t: Ticket, device: str, as_json: bool) -> None:
+    """Make the ticket's job for ``device`` once the ticket reads approved at its system, follow it, exit
+    with its outcome. Raises ``NotApproved``."""
     from remotehands.cli.jobs_cmd import _exit_code, run_jobs
     from remotehands.jobs import store
 
@@ -92,7 +106,7 @@ def _run(
             fix=f"someone other than {t.requester} runs: remotehands tickets approve {t.id}",
         )
     ids = store.create_jobs_for_ticket(
-        rt.db, t, approval.approver, current_user(), only=frozenset({device.name}), inventory=rt.inventory()
+        rt.db, t, approval.approver, current_user(), only=frozenset({device}), inventory=rt.inventory()
     )
     data = run_jobs(rt, ids, quiet=as_json, timeout=600)
     emit({"ticket": t.id, "jobs": data}, as_json, lambda: None)

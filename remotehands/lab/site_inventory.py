@@ -101,7 +101,22 @@ def write_inventory(
         "children": {f"{SITE}_{RACK}": {"vars": {"rack": RACK}, "hosts": entries}},
     }
     group_vars = {
-        "sites": {SITE: {"description": "Loopback lab site"}},
+        "sites": {
+            SITE: {
+                "description": "Loopback lab site",
+                # Customers' additional addresses (net.add_ip) come from here; nothing is sent to them.
+                "ip_plan": {
+                    "prefixes": [
+                        {
+                            "prefix": "203.0.113.128/25",
+                            "gateway": "203.0.113.129",
+                            "reserved": ["203.0.113.129-203.0.113.135"],
+                            "description": "lab customer public",
+                        }
+                    ]
+                },
+            }
+        },
         "subscriptions": {sub: {"customer": customer} for sub, customer in SUBSCRIPTIONS.items()},
     }
     header = "# Written by remotehands.lab at every lab start; edits are lost.\n"

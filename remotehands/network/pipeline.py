@@ -7,7 +7,8 @@ data (``platforms``) and syntax (``templates``).
    exact lines to send (and their inverses) rendered from the unmasked config and kept in the job;
 3. ``net-apply``: the lines sent one by one under the platform's safety net; a rejected line, a dropped
    session or a silent device rolls the device back and proves it equals the backup (``rollback``);
-4. ``net-verify``: the running config shows the rule (and ASA's packet-tracer agrees); otherwise roll back;
+4. ``net-verify``: the running config shows the change (and ASA's packet-tracer, or the routing table for
+   routes, agrees); otherwise roll back;
 5. ``net-confirm``: keep and save the change, read it back once more; the diff and the session logs go to the
    ticket.
 
@@ -34,10 +35,9 @@ from remotehands.inventory.models import ChangeWindow, NetworkDevice
 from remotehands.jobs.approval import CheckApproval
 from remotehands.jobs.steps import Done, Reconciled, Step, StepContext, Verdict
 from remotehands.jobs.store import now
-from remotehands.network import templates
+from remotehands.network.kinds import NetChange, kind_of
 from remotehands.network.platforms import Platform, platform
 from remotehands.network.rollback import Outcome, diff, fingerprint, leave_config, restore, shown
-from remotehands.network.rules import FirewallRule, parse_rule
 from remotehands.network.session import NetSession, open_session
 from remotehands.network.templates import Change
 
@@ -48,8 +48,8 @@ def _device(ctx: StepContext) -> NetworkDevice:
     return ctx.runtime.inventory().network_device(ctx.target)
 
 
-def _rule(ctx: StepContext, device: NetworkDevice) -> FirewallRule:
-    return parse_rule(ctx.params, device, ctx.ticket_id)
+def _change(ctx: StepContext, device: NetworkDevice) -> NetChange:
+    return kind_of(ctx.action).change(ctx, device)
 
 
 def _noop(ctx: StepContext) -> Done | None:
@@ -98,20 +98,31 @@ class NetPrecheck(Step):
         """Raises ``InvalidRequest`` for a bad rule, ``NotPermitted`` outside the change window,
         ``DeviceRefused`` when the device is not set up for a safe change."""
         device = _device(ctx)
-        rule = _rule(ctx, device)
+        kind = kind_of(ctx.action)
         spec = platform(device.platform)
         _require_window(ctx, device)
-        with open_session(device) as session:
-            for command, expected, fix in spec.preflight:
-                if not re.search(expected, session.show(command)):
-                    raise DeviceRefused(f"{device.name} is not ready for a safe change", fix=fix)
-            config = session.running_config()
-        templates.change(rule, device, config)  # renders now: a rule the platform cannot express fails here
-        if templates.is_done(rule, device, config):
+        kind.change(ctx, device)  # the request parses before anything is taken from the IP plan
+        prepared = kind.prepare(ctx, device)
+        rule = kind.change(ctx, device)
+        try:
+            with open_session(device) as session:
+                for command, expected, fix in spec.preflight:
+                    if not re.search(expected, session.show(command)):
+                        raise DeviceRefused(f"{device.name} is not ready for a safe change", fix=fix)
+                config = session.running_config()
+            rule.render(device, config)  # renders now: a change the platform cannot express fails here
+        except RemoteHandsError as exc:
+            if not exc.retryable:  # the job ends here: give back what prepare took (a retry takes it again)
+                kind.abandoned(ctx, device)
+            raise
+        said = f"; {prepared}" if prepared else ""
+        if rule.is_done(device, config):
             where = "already present on" if rule.op == "add" else "not on"
             ctx.data["noop"] = f"{rule.name} ({rule.describe()}) is {where} {device.name}"
-            return Done(f"{ctx.data['noop']}: already in the wanted state, nothing to change")
-        return Done(f"{rule.op} {rule.name}: {rule.describe()} on {device.name} ({device.platform})")
+            kept = kind.kept(ctx, device)
+            said += f"; {kept}" if kept else ""
+            return Done(f"{ctx.data['noop']}: already in the wanted state, nothing to change{said}")
+        return Done(f"{rule.op} {rule.name}: {rule.describe()} on {device.name} ({device.platform}){said}")
 
 
 class NetBackup(Step):
@@ -128,7 +139,7 @@ class NetBackup(Step):
         spec = platform(device.platform)
         with open_session(device) as session:
             config = session.running_config()
-        change = templates.change(_rule(ctx, device), device, config)
+        change = _change(ctx, device).render(device, config)
         ctx.data["backup_sha"] = fingerprint(spec, config)
         ctx.data["backup"] = shown(spec, config)
         ctx.data["lines"] = list(change.lines)
@@ -192,7 +203,7 @@ class NetApply(Step):
         if ctx.data.get("noop"):
             return Reconciled(Verdict.DONE, "nothing to do")
         device = _device(ctx)
-        rule = _rule(ctx, device)
+        rule = _change(ctx, device)
         spec = platform(device.platform)
         with open_session(device) as session:
             config = session.running_config()
@@ -200,7 +211,7 @@ class NetApply(Step):
                 return Reconciled(
                     Verdict.RETRY, f"{device.name} still equals the backup: nothing took effect"
                 )
-            if templates.is_done(rule, device, config):
+            if rule.is_done(device, config):
                 return Reconciled(Verdict.DONE, f"{device.name} shows the whole change")
             leave_config(session)
             outcome = restore(session, ctx.data["backup_sha"], _sent_change(ctx), ctx.ticket_id)
@@ -220,7 +231,9 @@ class NetApply(Step):
 
 class NetVerify(Step):
     name = "net-verify"
-    description = "read the change back (and trace a packet on ASA); roll back if it does not show"
+    description = (
+        "read the change back (ASA: packet-tracer; routes: the routing table); roll back if it does not show"
+    )
     idempotent = True
 
     def run(self, ctx: StepContext) -> Done:
@@ -228,22 +241,23 @@ class NetVerify(Step):
         if (skip := _noop(ctx)) is not None:
             return skip
         device = _device(ctx)
-        rule = _rule(ctx, device)
+        rule = _change(ctx, device)
         try:
             with open_session(device) as session:
                 config = session.running_config()
                 problem = None
-                if not templates.is_done(rule, device, config):
+                if not rule.is_done(device, config):
                     problem = f"the running config of {device.name} does not show the change"
-                trace = templates.packet_trace(rule, device)
-                if problem is None and trace is not None:
-                    allowed = templates.trace_allowed(session.show(trace))
-                    if allowed is not (rule.action == "permit"):
-                        said = "allow" if allowed else "drop" if allowed is False else "nothing"
-                        problem = f"'{trace}' says {said}"
+                probes = rule.probes(device)
+                for command, expected in probes if problem is None else []:
+                    output = session.show(command)
+                    if not re.search(expected, output, re.MULTILINE):
+                        last = output.strip().splitlines()[-1:] or ["nothing"]
+                        problem = f"'{command}' does not show it (it ends: {last[0]})"
+                        break
                 if problem is None:
                     ctx.attach(f"{device.name}-session-verify.log", session.log())
-                    how = " and packet-tracer allows it" if trace else ""
+                    how = f" and {len(probes)} show command(s) prove it" if probes else ""
                     if rule.op == "add":
                         return Done(f"{device.name} shows {rule.name}{how}")
                     return Done(f"{rule.name} is gone from {device.name}")
@@ -267,12 +281,12 @@ class NetConfirm(Step):
         if (skip := _noop(ctx)) is not None:
             return skip
         device = _device(ctx)
-        rule = _rule(ctx, device)
+        rule = _change(ctx, device)
         spec = platform(device.platform)
         values = {"minutes": device.confirm_minutes, "ticket": ctx.ticket_id}
         try:
             with open_session(device) as session:
-                if not templates.is_done(rule, device, session.running_config()):
+                if not rule.is_done(device, session.running_config()):
                     _timer_undid(ctx, device, session)
                 try:
                     _confirm_and_save(session, spec, values)
@@ -283,18 +297,22 @@ class NetConfirm(Step):
                         fix=f"confirm or undo the change on {device.name} by hand against the attached backup",
                     ) from None
                 after = session.running_config()
-                if not templates.is_done(rule, device, after):
+                if not rule.is_done(device, after):
                     _timer_undid(ctx, device, session)
                 ctx.attach(f"{device.name}-session-confirm.log", session.log())
         except DeviceUnreachable as exc:
             _live_and_unreachable(device, f"confirming the change failed: {exc}")
+        kept = kind_of(ctx.action).kept(ctx, device)
         changes = diff(ctx.data["backup"], shown(spec, after), device.name)
         ctx.attach(f"{device.name}-change.diff", changes.encode())
         added = sum(1 for line in changes.splitlines() if line.startswith("+") and not line.startswith("+++"))
         removed = sum(
             1 for line in changes.splitlines() if line.startswith("-") and not line.startswith("---")
         )
-        return Done(f"{rule.op} {rule.name} confirmed and saved on {device.name} (+{added} -{removed} lines)")
+        said = f"; {kept}" if kept else ""
+        return Done(
+            f"{rule.op} {rule.name} confirmed and saved on {device.name} (+{added} -{removed} lines){said}"
+        )
 
 
 def _confirm_and_save(session: NetSession, spec: Platform, values: dict[str, object]) -> None:
@@ -375,6 +393,7 @@ def _proven(
 ) -> NoReturn:
     """Raise the failure: ``error`` when the device is proven back at the backup, else ``NeedsOperator``."""
     if outcome.equal:
+        kind_of(ctx.action).abandoned(ctx, device)
         raise error(
             f"{what}; {outcome.how}: the running config of {device.name} equals the backup "
             f"(sha256 {ctx.data['backup_sha'][:12]})",
@@ -415,5 +434,6 @@ def _live_and_unreachable(device: NetworkDevice, what: str) -> NoReturn:
     )
 
 
-def firewall_steps() -> list[Step]:
+def change_steps() -> list[Step]:
+    """The steps of every network action (the kind of change follows the job's action)."""
     return [CheckApproval(), NetPrecheck(), NetBackup(), NetApply(), NetVerify(), NetConfirm()]

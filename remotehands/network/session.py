@@ -27,14 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import paramiko
-from netmiko import ConnectHandler
-from netmiko.exceptions import (
-    NetmikoAuthenticationException,
-    NetmikoBaseException,
-    NetmikoTimeoutException,
-    ReadException,
-    ReadTimeout,
-)
 
 from remotehands import redaction
 from remotehands.errors import BadInput, DeviceRefused, DeviceUnreachable
@@ -109,6 +101,8 @@ class NetSession:
 
     @contextmanager
     def _translated(self, command: str, timeout: float) -> Iterator[None]:
+        from netmiko.exceptions import NetmikoBaseException, ReadTimeout
+
         self.last = command
         try:
             yield
@@ -135,6 +129,16 @@ class NetSession:
 def open_session(device: NetworkDevice) -> Iterator[NetSession]:
     """A session to ``device`` (closed on exit). Raises ``DeviceUnreachable`` or ``DeviceRefused`` as the
     module docstring says, ``BadInput`` when the inventory has no pinned host key for it."""
+    # Netmiko is imported here, not with the module: every worker process imports the task modules, and
+    # Netmiko's import (all its platforms, TextFSM) is the heaviest of them.
+    from netmiko import ConnectHandler
+    from netmiko.exceptions import (
+        NetmikoAuthenticationException,
+        NetmikoBaseException,
+        NetmikoTimeoutException,
+        ReadTimeout,
+    )
+
     spec = platform(device.platform)
     if not device.ssh_host_key:
         raise BadInput(
@@ -232,6 +236,8 @@ def open_session(device: NetworkDevice) -> Iterator[NetSession]:
 def _fail_fast_on_close(conn: Any) -> None:
     """Make a read on a channel the device closed fail at once. Netmiko only notices a close when data is
     ready, so a dropped session otherwise looks like a silent device until the read timeout (30 s and more)."""
+    from netmiko.exceptions import ReadException
+
     channel = conn.channel
     read = channel.read_channel
 

@@ -67,14 +67,14 @@ def _asa_change(rule: FirewallRule, device: NetworkDevice, config: str) -> Chang
     if rule.op == "add":
         remark = f"access-list {acl} remark {rule.name} {rule.ticket_id}"
         return Change((remark, ace), (f"no {remark}", f"no {ace}"))
-    present = _lines(config)
+    present = config_lines(config)
     remarks = [line for line in present if line.startswith(f"access-list {acl} remark {rule.name}")]
     lines = [f"no {line}" for line in [ace, *remarks] if line in present]
     return Change(tuple(lines), tuple(line.removeprefix("no ") for line in lines))
 
 
 def _asa_parts(rule: FirewallRule, device: NetworkDevice, config: str) -> tuple[int, int]:
-    return (int(_asa_ace(rule, device) in _lines(config)), 1)
+    return (int(_asa_ace(rule, device) in config_lines(config)), 1)
 
 
 # --- Cisco IOS: a named extended ACL, wildcard masks; entries inside its sub-mode ------------------------
@@ -170,7 +170,7 @@ def _junos_change(rule: FirewallRule, device: NetworkDevice, config: str) -> Cha
     lines = _junos_lines(rule, device)
     if rule.op == "add":
         return Change(tuple(lines), tuple(None for _ in lines))
-    present = _lines(config)
+    present = config_lines(config)
     from_zone = device.zones[rule.from_zone].interface
     to_zone = device.zones[rule.to_zone].interface
     name = rule.name
@@ -185,7 +185,7 @@ def _junos_change(rule: FirewallRule, device: NetworkDevice, config: str) -> Cha
 
 
 def _junos_parts(rule: FirewallRule, device: NetworkDevice, config: str) -> tuple[int, int]:
-    present = set(_lines(config))
+    present = set(config_lines(config))
     # The description carries the ticket that added the rule; another ticket's identical rule is present.
     wanted = [line for line in _junos_lines(rule, device) if " description " not in line]
     return (sum(line in present for line in wanted), len(wanted))
@@ -194,7 +194,7 @@ def _junos_parts(rule: FirewallRule, device: NetworkDevice, config: str) -> tupl
 # --- FortiOS: address objects, a custom service, a policy found by name ----------------------------------
 
 
-def _fortios_blocks(config: str, section: str) -> dict[str, list[str]]:
+def fortios_blocks(config: str, section: str) -> dict[str, list[str]]:
     """``edit`` key -> its ``set`` lines, of ``config <section>`` in ``config``."""
     blocks: dict[str, list[str]] = {}
     inside, key = False, None
@@ -266,13 +266,13 @@ def _fortios_change(rule: FirewallRule, device: NetworkDevice, config: str) -> C
             lines += ["config firewall service custom", *service, "end"]
         lines += ["config firewall policy", "edit 0", *policy, "next", "end"]
         return Change(tuple(lines), tuple(None for _ in lines))
-    policies = _fortios_blocks(config, "firewall policy")
+    policies = fortios_blocks(config, "firewall policy")
     ids = [key for key, sets in policies.items() if f'set name "{rule.name}"' in sets]
     if ids:
         lines += ["config firewall policy", *(f"delete {key}" for key in ids), "end"]
-    if rule.name in _fortios_blocks(config, "firewall service custom"):
+    if rule.name in fortios_blocks(config, "firewall service custom"):
         lines += ["config firewall service custom", f'delete "{rule.name}"', "end"]
-    existing = _fortios_blocks(config, "firewall address")
+    existing = fortios_blocks(config, "firewall address")
     names = [f"{rule.name}-{role}" for role in ("src", "dst") if f"{rule.name}-{role}" in existing]
     if names:
         lines += ["config firewall address", *(f'delete "{n}"' for n in names), "end"]
@@ -282,11 +282,11 @@ def _fortios_change(rule: FirewallRule, device: NetworkDevice, config: str) -> C
 def _fortios_parts(rule: FirewallRule, device: NetworkDevice, config: str) -> tuple[int, int]:
     _, _, policy = _fortios_plan(rule, device)
     wanted = [line for line in policy if not line.startswith("set comments")]
-    named = [sets for sets in _fortios_blocks(config, "firewall policy").values() if wanted[0] in sets]
+    named = [sets for sets in fortios_blocks(config, "firewall policy").values() if wanted[0] in sets]
     return (max((sum(line in sets for line in wanted) for sets in named), default=0), len(wanted))
 
 
-def _lines(config: str) -> list[str]:
+def config_lines(config: str) -> list[str]:
     return [line.strip() for line in config.replace("\r\n", "\n").split("\n") if line.strip()]
 
 

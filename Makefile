@@ -34,7 +34,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy remotehands
 
 unit: $(STAMP)
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 test: $(STAMP) deb-packages lint typecheck unit
 

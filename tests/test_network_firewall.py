@@ -208,3 +208,22 @@ def test_network_rule_from_the_cli_needs_the_approved_rule(rt: Runtime, cli: Any
     )
     assert code == 0, err
     assert "destination-port 8900" in _config(lab, "fw-srx-01").decode()
+
+
+def test_firewall_device_that_never_comes_back_from_commit_confirmed_is_waited_for(
+    rt: Runtime, lab: LabInfo
+) -> None:
+    # The commit confirmed takes effect, the session drops and the device answers nobody until its timer
+    # (2 simulated minutes, 60 s in the lab) rolls the change back: the job waits for it, then proves it.
+    device = "fw-srx-01"
+    before = _config(lab, device)
+    set_lab_fault(lab.state_dir, device, "no_return_after_commit")
+    try:
+        jobs = _jobs(rt, run_ticket(rt, _ticket(rt, device, _rule(9100)), timeout=240))
+    finally:
+        set_lab_fault(lab.state_dir, device, "no_return_after_commit", enabled=False)
+    state, reason, _ = jobs[device]
+    assert state == "failed", reason
+    assert "stopped answering" in reason and "until its revert timer ran" in reason
+    assert "equals the backup" in reason
+    assert _config(lab, device) == before

@@ -19,7 +19,7 @@ or a device that stops answering once the change is live, ends it as needs_opera
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
@@ -33,7 +33,7 @@ from remotehands.errors import (
 )
 from remotehands.inventory.models import ChangeWindow, NetworkDevice
 from remotehands.jobs.approval import CheckApproval
-from remotehands.jobs.steps import Done, Reconciled, Step, StepContext, Verdict
+from remotehands.jobs.steps import Done, Reconciled, Step, StepContext, Verdict, Wait
 from remotehands.jobs.store import now
 from remotehands.network.kinds import NetChange, kind_of
 from remotehands.network.platforms import Platform, platform
@@ -42,6 +42,8 @@ from remotehands.network.session import NetSession, open_session
 from remotehands.network.templates import Change
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+REVERT_POLL = timedelta(seconds=10)  # how often a device that stopped answering is tried again
+REVERT_MARGIN = timedelta(minutes=1)  # past its revert timer before an operator is called
 
 
 def _device(ctx: StepContext) -> NetworkDevice:
@@ -154,12 +156,15 @@ class NetApply(Step):
     description = "send the change under the platform's safety net; on any failure roll back and prove it"
     changes_equipment = True
 
-    def run(self, ctx: StepContext) -> Done:
-        """Raises ``DeviceRefused`` (rejected, rolled back and proven), ``NeedsOperator`` (not proven)."""
+    def run(self, ctx: StepContext) -> Done | Wait:
+        """Raises ``DeviceRefused`` (rejected, rolled back and proven), ``NeedsOperator`` (not proven);
+        waits while a device that stopped answering after the change may still be reverting by itself."""
         if (skip := _noop(ctx)) is not None:
             return skip
         device = _device(ctx)
         spec = platform(device.platform)
+        if ctx.data.get("revert_by"):
+            return _await_revert(ctx, device)
         _require_window(ctx, device)  # a retry after a crash may come late
         values = {"minutes": device.confirm_minutes, "ticket": ctx.ticket_id}
         change = _sent_change(ctx)
@@ -195,7 +200,9 @@ class NetApply(Step):
                 raise
             if session is not None:
                 ctx.attach(f"{device.name}-session-apply.log", session.log())
-            _recover(ctx, device, change, f"the session failed at line {sent} of {len(change.lines)} ({exc})")
+            return _recover(
+                ctx, device, change, f"the session failed at line {sent} of {len(change.lines)} ({exc})"
+            )
         return Done(f"sent {len(change.lines)} line(s) to {device.name} under {spec.safety}")
 
     def reconcile(self, ctx: StepContext, baseline: dict[str, Any]) -> Reconciled:
@@ -407,17 +414,50 @@ def _proven(
     )
 
 
-def _recover(ctx: StepContext, device: NetworkDevice, change: Change, what: str) -> NoReturn:
-    """The session failed mid-change: log in again, roll back, prove. Any failure on the way is for an
-    operator: the device may hold half the change."""
+def _recover(ctx: StepContext, device: NetworkDevice, change: Change, what: str) -> Wait:
+    """The session failed mid-change: log in again, roll back, prove. A device with a revert timer that
+    does not answer is waited for until its timer must have fired (a change that cut its management path
+    is undone by the device itself); any other failure on the way is for an operator."""
     try:
         with open_session(device) as session:
             leave_config(session)
             outcome = restore(session, ctx.data["backup_sha"], change, ctx.ticket_id)
             ctx.attach(f"{device.name}-session-recovery.log", session.log())
+    except DeviceUnreachable as exc:
+        if platform(device.platform).safety == "inverse-lines":
+            _live_and_unreachable(device, f"{what}, and {device.name} does not answer since ({exc})")
+        by = now() + timedelta(minutes=device.confirm_minutes) + REVERT_MARGIN
+        ctx.data["revert_by"], ctx.data["lost"] = by.isoformat(), what
+        return Wait(by if by < now() + REVERT_POLL else now() + REVERT_POLL, _waiting_for_revert(device, by))
     except RemoteHandsError as exc:
         _live_and_unreachable(device, f"{what}, and rolling back failed too ({exc})")
     _proven(ctx, device, outcome, what)
+
+
+def _waiting_for_revert(device: NetworkDevice, by: datetime) -> str:
+    return (
+        f"{device.name} stopped answering after the change; waiting for its {device.confirm_minutes}-minute "
+        f"revert timer (until {by:%H:%M:%S} UTC) to prove the rollback"
+    )
+
+
+def _await_revert(ctx: StepContext, device: NetworkDevice) -> Wait:
+    """Poll a device that stopped answering after the change until it answers (then roll back if its timer
+    has not, and prove) or its timer must long have fired (then an operator)."""
+    by = datetime.fromisoformat(ctx.data["revert_by"])
+    what = f"{ctx.data.get('lost', 'the session failed')}; {device.name} stopped answering"
+    try:
+        with open_session(device) as session:
+            leave_config(session)
+            outcome = restore(session, ctx.data["backup_sha"], _sent_change(ctx), ctx.ticket_id)
+            ctx.attach(f"{device.name}-session-recovery.log", session.log())
+    except DeviceUnreachable as exc:
+        if now() < by:
+            return Wait(min(by, now() + REVERT_POLL), _waiting_for_revert(device, by))
+        _live_and_unreachable(device, f"{what} and still does not answer ({exc})")
+    except RemoteHandsError as exc:
+        _live_and_unreachable(device, f"{what}, and rolling back failed ({exc})")
+    _proven(ctx, device, outcome, f"{what} until its revert timer ran")
 
 
 def _live_and_unreachable(device: NetworkDevice, what: str) -> NoReturn:

@@ -167,3 +167,24 @@ def test_ipam_network_ip_plan_prints_commands_and_takes_nothing(rt: Runtime, cli
     assert "+ set routing-options static route <address 1>/32 next-hop 198.51.100.10" in out
     assert _assigned(rt) == []
     assert _config(lab, "fw-srx-01") == before
+
+
+def test_ipam_network_asa_static_nat_for_a_customer_host_then_release(rt: Runtime, lab: LabInfo) -> None:
+    before = _config(lab, "fw-asa-01")
+    params = {"customer": "globex", "next_hop": "10.10.0.20", "mode": "nat"}
+    [job_id] = run_ticket(rt, _ticket(rt, "fw-asa-01", "net.add_ip", params), timeout=120)
+    state, reason, steps = _job(rt, job_id)
+    assert state == "succeeded", (reason, steps)
+    [address] = _assigned(rt, "globex")
+    config = _config(lab, "fw-asa-01")
+    name = "rh-ip-" + address.replace(".", "-")
+    assert f"object network {name}\n host 10.10.0.20" in config
+    assert f"object network {name}\n nat (inside,outside) static {address}" in config
+    release = {"customer": "globex", "addresses": [address], "mode": "nat"}
+    [job_id] = run_ticket(rt, _ticket(rt, "fw-asa-01", "net.release_ip", release), timeout=120)
+    assert _job(rt, job_id)[0] == "succeeded", _job(rt, job_id)[1]
+    assert _assigned(rt) == []
+    assert _config(lab, "fw-asa-01") == before
+    with pytest.raises(InvalidRequest) as err:
+        _ticket(rt, "fw-ios-01", "net.add_ip", params)
+    assert "request.params.mode 'nat' is not supported on cisco_ios" in str(err.value)

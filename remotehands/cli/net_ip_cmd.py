@@ -65,7 +65,9 @@ def _plan(device_name: str, request: Any, ticket: str, as_json: bool) -> None:
     # Nothing is taken from the plan: new addresses show as placeholders in otherwise exact commands.
     placeholders = {IPv4Address(f"0.0.0.{n}"): f"<address {n}>" for n in range(1, request.count + 1)}
     addresses = request.addresses or tuple(placeholders)
-    change = RouteChange(request.op, addresses, request.next_hop, request.zone, ticket)
+    change = RouteChange(
+        request.op, addresses, request.next_hop, request.zone, ticket, request.mode, request.public_zone
+    )
     with open_session(device) as session:
         config = session.running_config()
     rendered = change.render(device, config)
@@ -86,7 +88,7 @@ def _plan(device_name: str, request: Any, ticket: str, as_json: bool) -> None:
     expected = [
         f"{sign} {c.removeprefix('no ').removeprefix('delete ')}"
         for c in commands
-        if not c.startswith(("config ", "edit ", "next", "end"))
+        if not c.startswith(("config ", "edit ", "next", "end", "exit"))
     ]
     data = {
         "device": device.name,
@@ -130,6 +132,7 @@ def add(
         None, "--zone", help="The zone whose interface reaches the host (default inside)."
     ),
     prefix: str = typer.Option(None, "--prefix", help="Take the addresses from this prefix of the plan."),
+    mode: str = typer.Option(None, "--mode", help="route (default, every platform) or nat (ASA static NAT)."),
     plan: bool = typer.Option(
         False, "--plan", help="Print the exact commands and the expected diff; change nothing."
     ),
@@ -151,11 +154,12 @@ def release(
     customer: str = typer.Option(None, "--customer", help="The customer holding the addresses."),
     address: list[str] = typer.Option(None, "--address", help="An address to release (repeat)."),
     zone: str = typer.Option(None, "--zone", help="The zone their routes go through (default inside)."),
+    mode: str = typer.Option(None, "--mode", help="How they were configured: route (default) or nat."),
     plan: bool = typer.Option(
         False, "--plan", help="Print the exact commands and the expected diff; change nothing."
     ),
     as_json: bool = JsonOption,
 ) -> None:
     """Remove the routes of a customer's addresses and release them in the IP plan."""
-    flags = _given(customer=customer, addresses=address, zone=zone)
+    flags = _given(customer=customer, addresses=address, zone=zone, mode=mode)
     _run("remove", device, flags, ticket, plan, as_json)

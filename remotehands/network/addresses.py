@@ -1,9 +1,13 @@
-"""Additional customer IP addresses on a firewall: each address routed (a /32 static route) to the customer's
-host behind the firewall, in each platform's syntax, and how to find those routes in its running config.
+"""Additional customer IP addresses on a firewall, in each platform's syntax, and how to find them in its
+running config. Two modes (``MODES``):
+
+- ``route`` (every platform): each address routed as a /32 to the customer's host (``next_hop``) through the
+  zone's interface;
+- ``nat`` (ASA): each address a static NAT of the customer's host (``next_hop``, its real address on the
+  ``zone`` side) to the public address on the ``public_zone`` side, one network object per address.
 
 The addresses come from the site's IP plan (``remotehands.network.ipam``); the ticket says for which customer,
-how many (or which ones), the next hop (the customer's host on the zone's side) and the zone. Only static
-routes over IPv4 are built so far; static NAT and secondary addresses are named in ``MODES`` once they are.
+how many (or which ones) and where. IPv4 only so far; secondary addresses (IOS) are not built yet.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from remotehands.inventory.models import NetworkDevice
 from remotehands.network.rules import TICKET_ID
 from remotehands.network.templates import Change, config_lines, fortios_blocks
 
-IP_FIELDS = ("customer", "count", "addresses", "next_hop", "zone", "prefix", "mode")
-MODES = ("route",)
+IP_FIELDS = ("customer", "count", "addresses", "next_hop", "zone", "public_zone", "prefix", "mode")
+MODES = ("route", "nat")
+MODE_PLATFORMS = {"route": ("cisco_asa", "cisco_ios", "juniper_junos", "fortinet"), "nat": ("cisco_asa",)}
 MAX_COUNT = 16
 
 
@@ -36,6 +41,8 @@ class IpRequest:
     next_hop: IPv4Address | None
     zone: str
     prefix: IPv4Network | None
+    mode: str = "route"
+    public_zone: str = "outside"
 
 
 def parse_ip_request(
@@ -54,9 +61,11 @@ def parse_ip_request(
             "request.params.customer is missing", fix="name the customer the addresses are for"
         )
     mode = str(params.get("mode", "route"))
-    if mode not in MODES:
+    if mode not in MODES or device.platform not in MODE_PLATFORMS[mode]:
+        fitting = [m for m in MODES if device.platform in MODE_PLATFORMS[m]]
         raise InvalidRequest(
-            f"request.params.mode {mode!r} is not supported yet", fix="one of: " + ", ".join(MODES)
+            f"request.params.mode {mode!r} is not supported on {device.platform}",
+            fix="one of: " + ", ".join(fitting),
         )
     addresses = tuple(
         _address(value, "request.params.addresses") for value in _listed(params.get("addresses"))
@@ -71,12 +80,8 @@ def parse_ip_request(
                 "request.params.next_hop is missing", fix="the customer host's address behind the firewall"
             )
         next_hop = _address(params["next_hop"], "request.params.next_hop")
-    zone = str(params.get("zone", "inside"))
-    if zone not in device.zones:
-        known = ", ".join(sorted(device.zones)) or "none"
-        raise InvalidRequest(
-            f"request.params.zone: {device.name} has no zone {zone!r}", fix=f"zones of {device.name}: {known}"
-        )
+    zone = _zone(params, "zone", "inside", device)
+    public_zone = _zone(params, "public_zone", "outside", device)
     prefix = None
     if params.get("prefix") is not None:
         try:
@@ -86,7 +91,18 @@ def parse_ip_request(
                 f"request.params.prefix {params['prefix']!r} is not an IPv4 CIDR prefix ({exc})",
                 fix="write it like 203.0.113.128/25, or leave it out",
             ) from None
-    return IpRequest(op, customer, count, addresses, next_hop, zone, prefix)
+    return IpRequest(op, customer, count, addresses, next_hop, zone, prefix, mode, public_zone)
+
+
+def _zone(params: dict[str, Any], key: str, default: str, device: NetworkDevice) -> str:
+    zone = str(params.get(key, default))
+    if zone not in device.zones:
+        known = ", ".join(sorted(device.zones)) or "none"
+        raise InvalidRequest(
+            f"request.params.{key}: {device.name} has no zone {zone!r}",
+            fix=f"zones of {device.name}: {known}",
+        )
+    return zone
 
 
 def _listed(value: object) -> list[object]:
@@ -137,6 +153,8 @@ class RouteChange:
     next_hop: IPv4Address | None
     zone: str
     ticket_id: str
+    mode: str = "route"
+    public_zone: str = "outside"
 
     @property
     def name(self) -> str:
@@ -147,6 +165,10 @@ class RouteChange:
     def describe(self) -> str:
         """One line for the ticket."""
         listed = ", ".join(str(a) for a in self.addresses)
+        if self.mode == "nat":
+            return (
+                f"static NAT of {self.next_hop} to {listed}" if self.next_hop else f"static NAT of {listed}"
+            )
         return f"route {listed} via {self.next_hop} ({self.zone})" if self.next_hop else f"routes of {listed}"
 
     def render(self, device: NetworkDevice, config: str) -> Change:
@@ -159,6 +181,8 @@ class RouteChange:
         inverse: list[str | None] = []
         interface = device.zones[self.zone].interface
         platform = device.platform
+        if self.mode == "nat":
+            return self._nat(device, config)
         if self.op == "add":
             if platform == "fortinet":
                 lines.append("config router static")
@@ -177,6 +201,23 @@ class RouteChange:
                 inverse.append(None if platform == "juniper_junos" else f"no {line}")
             return Change(tuple(lines), tuple(inverse))
         return self._removal(device, config)
+
+    def _nat(self, device: NetworkDevice, config: str) -> Change:
+        """ASA object NAT: one network object per public address; ``no object network`` removes both parts."""
+        real = device.zones[self.zone].interface
+        public = device.zones[self.public_zone].interface
+        lines: list[str] = []
+        inverse: list[str | None] = []
+        present = set(config_lines(config))
+        for a in self.addresses:
+            header = f"object network {nat_object(a)}"
+            if self.op == "add":
+                lines += [header, f"host {self.next_hop}", f"nat ({real},{public}) static {a}", "exit"]
+                inverse += [f"no {header}", None, None, None]
+            elif header in present:
+                lines.append(f"no {header}")
+                inverse.append(None)  # the object's host and NAT are not in the line: not restorable by it
+        return Change(tuple(lines), tuple(inverse))
 
     def _route(self, platform: str, interface: str, address: IPv4Address) -> str:
         if platform == "cisco_asa":
@@ -210,7 +251,20 @@ class RouteChange:
         return any(f"set dst {a} 255.255.255.255" in sets for a in self.addresses)
 
     def is_done(self, device: NetworkDevice, config: str) -> bool:
-        """Every route there (add), or none of them left (remove)."""
+        """Every route (or NAT) there (add), or none of them left (remove)."""
+        if self.mode == "nat":
+            objects = set(config_lines(config))
+            real, public = device.zones[self.zone].interface, device.zones[self.public_zone].interface
+            there = [
+                f"object network {nat_object(a)}" in objects
+                and f"nat ({real},{public}) static {a}" in objects
+                for a in self.addresses
+            ]
+            return (
+                all(there)
+                if self.op == "add"
+                else not any(f"object network {nat_object(a)}" in objects for a in self.addresses)
+            )
         if self.op == "remove":
             return not self._removal(device, config).lines
         if device.platform == "fortinet":
@@ -236,6 +290,10 @@ class RouteChange:
         """(show command, regex its output must match) proving each route is in the routing table."""
         if self.op != "add":
             return []
+        if self.mode == "nat":
+            # Proven by the running config only: the lab's packet-tracer does not model NAT phases, and a
+            # check that cannot fail in the lab would prove nothing.
+            return []
         if device.platform == "juniper_junos":
             return [
                 (f"show route {a}/32 exact", rf"{re.escape(str(a))}/32\s+\*\[Static/") for a in self.addresses
@@ -256,3 +314,8 @@ _ROUTE_LINE = {
     "cisco_asa": r"^route \S+ {address} 255\.255\.255\.255 \S+",
     "cisco_ios": r"^ip route {address} 255\.255\.255\.255 \S+",
 }
+
+
+def nat_object(address: IPv4Address) -> str:
+    """The ASA network object that carries one public address's static NAT: ``rh-ip-203-0-113-136``."""
+    return "rh-ip-" + str(address).replace(".", "-")

@@ -122,7 +122,15 @@ class AddIpKind:
 
     def change(self, ctx: StepContext, device: NetworkDevice) -> NetChange:
         request = parse_ip_request(ctx.params, device, "add")
-        return RouteChange("add", _addresses(ctx), request.next_hop, request.zone, ctx.ticket_id)
+        return RouteChange(
+            "add",
+            _addresses(ctx),
+            request.next_hop,
+            request.zone,
+            ctx.ticket_id,
+            request.mode,
+            request.public_zone,
+        )
 
     def prepare(self, ctx: StepContext, device: NetworkDevice) -> str | None:
         """Raises ``InvalidRequest`` (outside the plan, reserved), ``AddressInUse``, ``PrefixExhausted``."""
@@ -170,7 +178,9 @@ class ReleaseIpKind:
 
     def change(self, ctx: StepContext, device: NetworkDevice) -> NetChange:
         request = parse_ip_request(ctx.params, device, "remove")
-        return RouteChange("remove", request.addresses, None, request.zone, ctx.ticket_id)
+        return RouteChange(
+            "remove", request.addresses, None, request.zone, ctx.ticket_id, request.mode, request.public_zone
+        )
 
     def prepare(self, ctx: StepContext, device: NetworkDevice) -> str | None:
         """Every address must be assigned to the ticket's customer; raises ``InvalidRequest`` otherwise."""

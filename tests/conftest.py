@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 
 from remotehands import redaction
 from remotehands.config import Settings
+from remotehands.db import Database
 from remotehands.jobs import store
 from remotehands.jobs.executor import LocalExecutor
 from remotehands.lab.process import LabInfo, read_bmc_log, start_lab, stop_lab
@@ -179,3 +182,33 @@ def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
         return int(exit_.value.code or 0), out, err
 
     return run
+
+
+PG_ADMIN = os.environ.get("RH_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def pg_db() -> Iterator[Database]:
+    """A throwaway PostgreSQL database (not migrated), dropped afterwards. Skipped with the reason when
+    PostgreSQL is not reachable, unless ``RH_REQUIRE_SERVICES`` is set (CI sets it): then it fails."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    name = f"rh_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        if os.environ.get("RH_REQUIRE_SERVICES"):
+            raise
+        pytest.skip(
+            f"PostgreSQL not reachable at {PG_ADMIN} ({type(exc).__name__}); set RH_REQUIRE_SERVICES to fail instead"
+        )
+    db = Database(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
+    try:
+        yield db
+    finally:
+        db.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

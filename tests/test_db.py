@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
 
 import remotehands.audit
 import remotehands.jobs.tables
@@ -20,8 +16,6 @@ from remotehands.db import Base, Database
 from remotehands.errors import TargetBusy
 from remotehands.jobs import store
 from remotehands.tickets.base import Severity, TaskRequest, Ticket, TicketStatus, TicketType
-
-PG_ADMIN = os.environ.get("RH_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def _ticket(n: int, target: str) -> Ticket:
@@ -79,30 +73,6 @@ def test_sqlite_migrations_match_models_and_durability_settings(tmp_path):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     _assert_lock_and_lease(db)
-
-
-@pytest.fixture
-def pg_db() -> Iterator[Database]:
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    name = f"rh_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        if os.environ.get("RH_REQUIRE_SERVICES"):
-            raise
-        pytest.skip(
-            f"PostgreSQL not reachable at {PG_ADMIN} ({type(exc).__name__}); set RH_REQUIRE_SERVICES to fail instead"
-        )
-    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    db = Database(url)
-    try:
-        yield db
-    finally:
-        db.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 def test_postgresql_migrations_lock_and_lease(pg_db):

@@ -4,13 +4,11 @@ audit trail, concurrency on SQLite and PostgreSQL, and ``remotehands ipam``."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import textwrap
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
@@ -18,7 +16,7 @@ from ipaddress import ip_address, ip_network
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select, text
 
 from remotehands import audit
 from remotehands.db import Database
@@ -27,8 +25,6 @@ from remotehands.inventory import Inventory, check_inventory, load_inventory
 from remotehands.network.ipam import BuiltinPlan
 from remotehands.network.ipam_tables import IpAssignment, IpPrefix
 from remotehands.network.plan import AddressPlan
-
-PG_ADMIN = os.environ.get("RH_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 HOSTS_YML = """\
 all:
@@ -310,28 +306,13 @@ def test_ipam_concurrent_allocations_sqlite(db: Database, inv: Inventory):
     assert_race_result(db, race(db.url, inv))
 
 
-@pytest.fixture
-def pg_db() -> Iterator[Database]:
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    name = f"rh_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    database = Database(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
-    try:
-        database.migrate()
-        yield database
-    finally:
-        database.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def test_ipam_concurrent_allocations_postgresql(pg_db: Database, inv: Inventory):
+    pg_db.migrate()
     assert_race_result(pg_db, race(pg_db.url, inv))
 
 
 def test_ipam_postgresql_conflict_takes_the_next_address(pg_db: Database, inv: Inventory):
+    pg_db.migrate()
     """An insert that loses to a concurrent transaction's commit retries with the next candidate."""
     plan = BuiltinPlan(pg_db, inv)
     plan.usage("s1")  # seeds the prefix rows

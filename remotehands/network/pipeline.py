@@ -19,8 +19,8 @@ or a device that stops answering once the change is live, ends it as needs_opera
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from remotehands.errors import (
@@ -37,13 +37,19 @@ from remotehands.jobs.steps import Done, Reconciled, Step, StepContext, Verdict,
 from remotehands.jobs.store import now
 from remotehands.network.kinds import NetChange, kind_of
 from remotehands.network.platforms import Platform, platform
-from remotehands.network.rollback import Outcome, diff, fingerprint, leave_config, restore, shown
+from remotehands.network.recovery import (
+    attach_diff,
+    await_revert,
+    live_and_unreachable,
+    proven,
+    recover,
+    sent_change,
+    timer_undid,
+)
+from remotehands.network.rollback import diff, fingerprint, leave_config, restore, shown
 from remotehands.network.session import NetSession, open_session
-from remotehands.network.templates import Change
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-REVERT_POLL = timedelta(seconds=10)  # how often a device that stopped answering is tried again
-REVERT_MARGIN = timedelta(minutes=1)  # past its revert timer before an operator is called
 
 
 def _device(ctx: StepContext) -> NetworkDevice:
@@ -164,10 +170,10 @@ class NetApply(Step):
         device = _device(ctx)
         spec = platform(device.platform)
         if ctx.data.get("revert_by"):
-            return _await_revert(ctx, device)
+            return await_revert(ctx, device)
         _require_window(ctx, device)  # a retry after a crash may come late
         values = {"minutes": device.confirm_minutes, "ticket": ctx.ticket_id}
-        change = _sent_change(ctx)
+        change = sent_change(ctx)
         sent = 0
         session: NetSession | None = None
         sending = False  # until the first line goes out, a failure is a plain retry
@@ -193,14 +199,14 @@ class NetApply(Step):
                     leave_config(session)
                     outcome = restore(session, ctx.data["backup_sha"], change, ctx.ticket_id)
                     what = f"{rejected.where} {rejected.line!r} was rejected: {rejected.error}"
-                    _proven(ctx, device, outcome, what)
+                    proven(ctx, device, outcome, what)
                 ctx.attach(f"{device.name}-session-apply.log", session.log())
         except DeviceUnreachable as exc:
             if not sending:
                 raise
             if session is not None:
                 ctx.attach(f"{device.name}-session-apply.log", session.log())
-            return _recover(
+            return recover(
                 ctx, device, change, f"the session failed at line {sent} of {len(change.lines)} ({exc})"
             )
         return Done(f"sent {len(change.lines)} line(s) to {device.name} under {spec.safety}")
@@ -221,14 +227,14 @@ class NetApply(Step):
             if rule.is_done(device, config):
                 return Reconciled(Verdict.DONE, f"{device.name} shows the whole change")
             leave_config(session)
-            outcome = restore(session, ctx.data["backup_sha"], _sent_change(ctx), ctx.ticket_id)
+            outcome = restore(session, ctx.data["backup_sha"], sent_change(ctx), ctx.ticket_id)
             ctx.attach(f"{device.name}-session-recovery.log", session.log())
         if outcome.equal:
             return Reconciled(
                 Verdict.RETRY,
                 f"half of the change was on {device.name}; {outcome.how}; config equals the backup",
             )
-        _attach_diff(ctx, device, spec, outcome.config)
+        attach_diff(ctx, device, spec, outcome.config)
         return Reconciled(
             Verdict.NEEDS_OPERATOR,
             f"half of the change is on {device.name} and the rollback did not restore the backup; the diff is "
@@ -268,12 +274,12 @@ class NetVerify(Step):
                     if rule.op == "add":
                         return Done(f"{device.name} shows {rule.name}{how}")
                     return Done(f"{rule.name} is gone from {device.name}")
-                outcome = restore(session, ctx.data["backup_sha"], _sent_change(ctx), ctx.ticket_id)
+                outcome = restore(session, ctx.data["backup_sha"], sent_change(ctx), ctx.ticket_id)
                 ctx.attach(f"{device.name}-session-verify.log", session.log())
         except DeviceUnreachable as exc:
-            _live_and_unreachable(device, f"verifying the change failed: {exc}")
+            live_and_unreachable(device, f"verifying the change failed: {exc}")
         assert problem is not None
-        _proven(ctx, device, outcome, problem, error=VerificationFailed)
+        proven(ctx, device, outcome, problem, error=VerificationFailed)
 
 
 class NetConfirm(Step):
@@ -294,7 +300,7 @@ class NetConfirm(Step):
         try:
             with open_session(device) as session:
                 if not rule.is_done(device, session.running_config()):
-                    _timer_undid(ctx, device, session)
+                    timer_undid(ctx, device, session)
                 try:
                     _confirm_and_save(session, spec, values)
                 except _Rejected as rejected:
@@ -305,10 +311,10 @@ class NetConfirm(Step):
                     ) from None
                 after = session.running_config()
                 if not rule.is_done(device, after):
-                    _timer_undid(ctx, device, session)
+                    timer_undid(ctx, device, session)
                 ctx.attach(f"{device.name}-session-confirm.log", session.log())
         except DeviceUnreachable as exc:
-            _live_and_unreachable(device, f"confirming the change failed: {exc}")
+            live_and_unreachable(device, f"confirming the change failed: {exc}")
         kept = kind_of(ctx.action).kept(ctx, device)
         changes = diff(ctx.data["backup"], shown(spec, after), device.name)
         ctx.attach(f"{device.name}-change.diff", changes.encode())
@@ -340,29 +346,6 @@ def _confirm_and_save(session: NetSession, spec: Platform, values: dict[str, obj
             raise _Rejected("save", command, error)
 
 
-def _timer_undid(ctx: StepContext, device: NetworkDevice, session: NetSession) -> NoReturn:
-    """The change is gone before it was kept: the device's revert timer ran out. Prove where it is."""
-    spec = platform(device.platform)
-    config = session.running_config()
-    ctx.attach(f"{device.name}-session-confirm.log", session.log())
-    if fingerprint(spec, config) == ctx.data["backup_sha"]:
-        why = (
-            f"its {device.confirm_minutes}-minute revert timer ran out and the device rolled it back"
-            if spec.safety != "inverse-lines"
-            else "someone removed it"
-        )
-        raise VerificationFailed(
-            f"the change was gone from {device.name} before it could be kept: {why}; the running config "
-            "equals the backup",
-            fix="retry the job; if the device is slow, raise confirm_minutes in the inventory",
-        )
-    _attach_diff(ctx, device, spec, config)
-    raise NeedsOperator(
-        f"the change is not on {device.name} any more and its config differs from the backup (diff attached)",
-        fix=f"compare {device.name} with the attached backup and put it right by hand",
-    )
-
-
 class _Rejected(Exception):
     def __init__(self, where: str, line: str, error: str) -> None:
         super().__init__(error)
@@ -376,102 +359,6 @@ def _checked(session: NetSession, line: str, where: str, *, commit: bool = False
     if error:
         raise _Rejected(where, line, error)
     return output
-
-
-def _sent_change(ctx: StepContext) -> Change:
-    """The change as the backup step rendered it from the unmasked config."""
-    lines = tuple(str(line) for line in ctx.data.get("lines", ()))
-    inverse = tuple(ctx.data.get("inverse", (None,) * len(lines)))
-    return Change(lines, inverse)
-
-
-def _attach_diff(ctx: StepContext, device: NetworkDevice, spec: Platform, config: str) -> None:
-    text = diff(ctx.data["backup"], shown(spec, config), device.name)
-    ctx.attach(f"{device.name}-diff-unresolved.txt", text.encode())
-
-
-def _proven(
-    ctx: StepContext,
-    device: NetworkDevice,
-    outcome: Outcome,
-    what: str,
-    *,
-    error: type[RemoteHandsError] = DeviceRefused,
-) -> NoReturn:
-    """Raise the failure: ``error`` when the device is proven back at the backup, else ``NeedsOperator``."""
-    if outcome.equal:
-        kind_of(ctx.action).abandoned(ctx, device)
-        raise error(
-            f"{what}; {outcome.how}: the running config of {device.name} equals the backup "
-            f"(sha256 {ctx.data['backup_sha'][:12]})",
-            fix="correct the request and open a new ticket" if error is DeviceRefused else "check the device",
-        )
-    _attach_diff(ctx, device, platform(device.platform), outcome.config)
-    raise NeedsOperator(
-        f"{what}; {outcome.how}, but the running config of {device.name} still differs from the backup "
-        "(the diff is on the ticket)",
-        fix="compare the device with the attached backup and put it right by hand, then cancel or retry the job",
-    )
-
-
-def _recover(ctx: StepContext, device: NetworkDevice, change: Change, what: str) -> Wait:
-    """The session failed mid-change: log in again, roll back, prove. A device with a revert timer that
-    does not answer is waited for until its timer must have fired (a change that cut its management path
-    is undone by the device itself); any other failure on the way is for an operator."""
-    try:
-        with open_session(device) as session:
-            leave_config(session)
-            outcome = restore(session, ctx.data["backup_sha"], change, ctx.ticket_id)
-            ctx.attach(f"{device.name}-session-recovery.log", session.log())
-    except DeviceUnreachable as exc:
-        if platform(device.platform).safety == "inverse-lines":
-            _live_and_unreachable(device, f"{what}, and {device.name} does not answer since ({exc})")
-        by = now() + timedelta(minutes=device.confirm_minutes) + REVERT_MARGIN
-        ctx.data["revert_by"], ctx.data["lost"] = by.isoformat(), what
-        return Wait(by if by < now() + REVERT_POLL else now() + REVERT_POLL, _waiting_for_revert(device, by))
-    except RemoteHandsError as exc:
-        _live_and_unreachable(device, f"{what}, and rolling back failed too ({exc})")
-    _proven(ctx, device, outcome, what)
-
-
-def _waiting_for_revert(device: NetworkDevice, by: datetime) -> str:
-    return (
-        f"{device.name} stopped answering after the change; waiting for its {device.confirm_minutes}-minute "
-        f"revert timer (until {by:%H:%M:%S} UTC) to prove the rollback"
-    )
-
-
-def _await_revert(ctx: StepContext, device: NetworkDevice) -> Wait:
-    """Poll a device that stopped answering after the change until it answers (then roll back if its timer
-    has not, and prove) or its timer must long have fired (then an operator)."""
-    by = datetime.fromisoformat(ctx.data["revert_by"])
-    what = f"{ctx.data.get('lost', 'the session failed')}; {device.name} stopped answering"
-    try:
-        with open_session(device) as session:
-            leave_config(session)
-            outcome = restore(session, ctx.data["backup_sha"], _sent_change(ctx), ctx.ticket_id)
-            ctx.attach(f"{device.name}-session-recovery.log", session.log())
-    except DeviceUnreachable as exc:
-        if now() < by:
-            return Wait(min(by, now() + REVERT_POLL), _waiting_for_revert(device, by))
-        _live_and_unreachable(device, f"{what} and still does not answer ({exc})")
-    except RemoteHandsError as exc:
-        _live_and_unreachable(device, f"{what}, and rolling back failed ({exc})")
-    _proven(ctx, device, outcome, f"{what} until its revert timer ran")
-
-
-def _live_and_unreachable(device: NetworkDevice, what: str) -> NoReturn:
-    """The change may be live on a device we cannot read: what the device will do by itself, for the ticket."""
-    spec = platform(device.platform)
-    if spec.safety == "inverse-lines":
-        then = "an ASA has no revert timer: the change may be live and unsaved"
-    else:
-        then = f"its {device.confirm_minutes}-minute revert timer undoes a change that was not confirmed"
-    raise NeedsOperator(
-        f"{what}; {then}",
-        fix=f"reach {device.name} (out of band if need be) and compare it with the attached backup, then retry "
-        "or cancel the job",
-    )
 
 
 def change_steps() -> list[Step]:

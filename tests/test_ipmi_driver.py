@@ -319,3 +319,28 @@ def test_sel_record_convention_round_trips():
         parsed = SelRecord.unpack(record.pack())
         assert parsed == record
         assert parsed.action is action
+
+
+def test_pyghmi_session_table_race_rereads_a_read_and_reports_a_write_as_unknown(lab, driver, mocker):
+    # pyghmi reads its session table without a lock; a session dropped by another thread in between raises
+    # KeyError from inside pyghmi. No simulator can make that happen on demand, so it is injected here.
+    from pyghmi.ipmi.private import session as ipmisession
+
+    real = ipmisession.Session.raw_command
+    calls: dict[int, int] = {}
+    status, identify = 0x01, 0x04  # chassis commands: Get Chassis Status, Chassis Identify
+
+    def racing(self, *args, **kwargs):
+        command = kwargs.get("command")
+        calls[command] = calls.get(command, 0) + 1
+        if command in (status, identify) and calls[command] == 1:
+            raise KeyError(("::ffff:127.0.0.1", 623, 0, 0))
+        return real(self, *args, **kwargs)
+
+    mocker.patch.object(ipmisession.Session, "raw_command", racing)
+    power = driver("esx-04")
+    assert power.state() in (PowerState.ON, PowerState.OFF)  # a read: asked once more, answered
+    assert calls[status] == 2
+    with pytest.raises(DeviceUnreachable, match="lost track of the session") as err:
+        power.identify(0)  # a write: not sent again, and the caller is told it may have arrived
+    assert calls[identify] == 1 and err.value.retryable

@@ -286,9 +286,9 @@ class IpmiPower:
             response = session.raw_command(netfn=netfn, command=command, data=list(data))
             return response_data(self._endpoint, what, response)
 
-        return self._call(what, send)
+        return self._call(what, send, read=(netfn, command) in _READS)
 
-    def _call(self, what: str, operation: Callable[[Any], T]) -> T:
+    def _call(self, what: str, operation: Callable[[Any], T], *, read: bool = False) -> T:
         with self._lock:
             reuse, stale = self._command, None
             if reuse is not None and (
@@ -299,7 +299,7 @@ class IpmiPower:
             deadline = time.monotonic() + self.timeout
             worker = threading.Thread(
                 target=self._work,
-                args=(reuse, stale, operation, outcome, deadline),
+                args=(reuse, stale, operation, outcome, deadline, read),
                 name=f"ipmi {self.device} {what}",
             )
             worker.daemon = True
@@ -331,16 +331,34 @@ class IpmiPower:
         operation: Callable[[Any], T],
         outcome: dict[str, Any],
         deadline: float,
+        read: bool = False,
     ) -> None:
         if stale is not None:
             _logout_quietly(stale)  # BMCs have few session slots: do not leave one behind
-        try:
-            if reuse is None:
-                reuse = self._login(deadline)
-            outcome["command"] = reuse
-            outcome["result"] = operation(reuse.ipmi_session)
-        except BaseException as exc:  # handed to the caller's thread, translated there
-            outcome["error"] = exc
+        for attempt in (1, 2):
+            try:
+                if reuse is None:
+                    reuse = self._login(deadline)
+                outcome["command"] = reuse
+                outcome["result"] = operation(reuse.ipmi_session)
+                outcome.pop("error", None)
+                return
+            except KeyError as exc:
+                # pyghmi checks its session table, then reads it without a lock: a session another thread
+                # dropped in between raises KeyError (seen with two test processes on 2 cores). A read is
+                # asked once more on a new login; a write is not (it may have reached the BMC).
+                outcome["error"] = exc
+                if not read or attempt == 2 or time.monotonic() >= deadline:
+                    return
+                log.info(
+                    "IPMI %s: pyghmi's session table changed under the request (%s); once more",
+                    self.device,
+                    exc,
+                )
+                reuse = None
+            except BaseException as exc:  # handed to the caller's thread, translated there
+                outcome["error"] = exc
+                return
 
     def _login(self, deadline: float) -> Any:
         """Log in. A login that got no answer is tried again until ``deadline``: pyghmi restarts a handshake
@@ -391,6 +409,17 @@ class IpmiPower:
         # and the next call logs in anew.
         session.logontries = 0
         return command
+
+
+# Requests that only read: asked once more after pyghmi's session-table race (``_work``).
+_READS = frozenset(
+    {
+        (NETFN_CHASSIS, CMD_GET_CHASSIS_STATUS),
+        (NETFN_CHASSIS, CMD_GET_SYSTEM_BOOT_OPTIONS),
+        (NETFN_STORAGE, CMD_GET_SEL_INFO),
+        (NETFN_STORAGE, CMD_GET_SEL_ENTRY),
+    }
+)
 
 
 def _logout_quietly(command: Any) -> None:

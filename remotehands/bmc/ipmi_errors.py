@@ -109,4 +109,12 @@ def translate(endpoint: IpmiEndpoint, what: str, exc: BaseException) -> RemoteHa
         return DeviceUnreachable(
             f"IPMI BMC {device} did not answer ({what}){detail}", fix=endpoint.unreachable_fix()
         )
+    if isinstance(exc, KeyError):
+        # pyghmi's session table changed under the request (a race inside pyghmi under load): whether a
+        # write reached the BMC is unknown, which is what DeviceUnreachable means to the job engine.
+        return DeviceUnreachable(
+            f"IPMI BMC {device}: pyghmi lost track of the session during {what} ({exc!r}); it may or may not "
+            "have reached the BMC",
+            fix="retry: jobs check the BMC before acting again",
+        )
     return InternalError(f"IPMI BMC {device}: unexpected {type(exc).__name__} from pyghmi ({what}): {exc}")

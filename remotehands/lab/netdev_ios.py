@@ -145,8 +145,8 @@ class IosDevice(NetDevice):
         if self.addressing_snapshot is not None:
             self.addressing = self.addressing_snapshot.copy()
         self.snapshot, self.addressing_snapshot, self.revert_at = None, None, None
-        self.accepting = True
         self.changed()
+        self.accepting = True  # last: whoever sees logins answered again sees the restored state file
 
     def arm(self, minutes: int) -> str:
         """Start (or restart) the revert timer; the rollback point is taken unless one is pending."""

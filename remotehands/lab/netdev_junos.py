@@ -123,8 +123,8 @@ class JunosDevice(NetDevice):
         self.confirm_deadline = None
         self.commits.insert(0, Commit(self.confirm_restore, "root", "other", wall_time=time.time()))
         del self.commits[50:]
-        self.accepting = True
         self.saved()
+        self.accepting = True  # last: whoever sees logins answered again sees the restored state file
 
 
 _CLI_SETTINGS = {

@@ -108,11 +108,13 @@ def _advance_one_step(runtime: Runtime, job_id: int, owner: str, lease: int) -> 
     db = runtime.db
     with db.session() as s:
         job = hold(s, job_id, owner, lease)
-        steps = actions.get(job.action).steps()
+        steps = actions.get(job.action).job_steps(dict(job.data or {}))
         if job.state != JobState.RUNNING.value:
             store.transition(s, job, JobEvent.START)
             job.lease_owner, job.lease_expires_at = owner, store.now() + timedelta(seconds=lease)
         stop = _stop_reason(job)
+        if stop is not None and stop[0] is JobEvent.FAIL and (undone := _past_no_return(job, steps)):
+            stop = JobEvent.ESCALATE, f"{stop[1]}, after {undone} changed what cannot be undone"
         if job.step_index >= len(steps):
             store.finish(s, job, JobEvent.SUCCEED, _summary(s, job))
             return JobState.SUCCEEDED
@@ -248,6 +250,11 @@ def _mark_started(
     return last_attempt + 1
 
 
+def _past_no_return(job: Job, steps: list[Step]) -> str | None:
+    """The irreversible step this job has done (``Step.irreversible``), or None."""
+    return next((st.name for st in steps[: job.step_index] if st.irreversible), None)
+
+
 def _stop_reason(job: Job) -> tuple[JobEvent, str] | None:
     if job.cancel_requested:
         return JobEvent.CANCEL, "cancelled on request"
@@ -368,8 +375,17 @@ def _fail(
             )
             store.transition(s, job, JobEvent.WAIT, reason=f"retrying {step.name} in {delay:.0f}s: {message}")
             return JobState.WAITING
+        undone = _past_no_return(job, actions.get(job.action).job_steps(dict(job.data or {})))
         if isinstance(exc, NotApproved):
             store.finish(s, job, JobEvent.CANCEL, f"cancelled at step {idx + 1} {step.name}: {message}")
+        elif undone and not isinstance(exc, NeedsOperator):
+            store.finish(
+                s,
+                job,
+                JobEvent.ESCALATE,
+                f"step {idx + 1} {step.name} failed: {message}; {undone} already changed what cannot be "
+                f"undone: fix the cause, then 'remotehands jobs retry {job.id}' (it resumes at this step)",
+            )
         elif unknown_outcome or isinstance(exc, NeedsOperator):
             store.finish(
                 s,

@@ -90,6 +90,10 @@ class Step(ABC):
     # Before a step that may change the equipment (every non-idempotent step, and idempotent ones that
     # declare it), the ticket's approval is re-read at its source.
     changes_equipment: bool = False
+    # Once this step is done the equipment cannot be put back (a LUN is never shrunk): from then on the job
+    # never ends as failed; a fatal error, exhausted retries or the deadline stop it as needs_operator, so
+    # an operator finishes it (``jobs retry`` resumes at the step that stopped).
+    irreversible: bool = False
 
     @property
     def needs_approval(self) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from remotehands.errors import InvalidRequest, WrongSubscription
-from remotehands.inventory.models import PROVIDER, Host, Inventory, NetworkDevice
+from remotehands.inventory.models import PROVIDER, Host, Inventory, NetworkDevice, StorageArray
 from remotehands.jobs import actions
 from remotehands.tickets.base import TaskRequest
 
@@ -27,15 +27,21 @@ def check_request(
         )
     sites = set()
     action = actions.get(request.action)
-    network = action.target_kind == "network"
+    what = {"host": "host", "network": "device", "storage": "array"}[action.target_kind]
     for target in request.targets:
-        host: Host | NetworkDevice = inventory.network_device(target) if network else inventory.host(target)
+        host: Host | NetworkDevice | StorageArray
+        if action.target_kind == "network":
+            host = inventory.network_device(target)
+        elif action.target_kind == "storage":
+            host = inventory.array(target)
+        else:
+            host = inventory.host(target)
         if action.check_params is not None:
             action.check_params(dict(request.params), host)
         sites.add(host.site)
         if customer != PROVIDER and host.subscription != subscription:
             raise WrongSubscription(
-                f"request.targets: {'device' if network else 'host'} {target} does not belong to subscription {subscription} "
+                f"request.targets: {what} {target} does not belong to subscription {subscription} "
                 f"of customer {customer}",
                 fix="a customer's ticket can only target its own hosts; check the host name",
             )

@@ -18,7 +18,8 @@ defaults apply. Every key can be overridden by an environment variable ``RH_<KEY
 
 External ticket systems are tables in the file only (``[ticket_systems.<name>]``, see ``TicketSystemConfig``),
 as are ``[sla]``, ``[escalation]`` and ``[alerts]`` (see ``remotehands.alerts.settings``), ``[reimage]``
-and ``[images.<name>]`` (see ``remotehands.reimage.settings``).
+and ``[images.<name>]`` (see ``remotehands.reimage.settings``), and ``[ipam]`` (``IpamSettings``: where the
+IP plan lives, the built-in one or NetBox).
 
 Secrets are never written in settings: ``ticket_key`` is a reference resolved at the moment of use.
 """
@@ -30,7 +31,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from remotehands.alerts.settings import AlertSettings, EscalationSettings, SlaSettings
 from remotehands.errors import ConfigError
@@ -64,6 +65,26 @@ class TicketSystemConfig(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)  # adapter-specific, documented per adapter
 
 
+class IpamSettings(BaseModel):
+    """Where customers' addresses come from: ``builtin`` (the inventory's ``ip_plan`` per site, assignments in
+    our database) or ``netbox`` (NetBox's IPAM at ``netbox_url``; the token is a reference)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: Literal["builtin", "netbox"] = "builtin"
+    netbox_url: str | None = None
+    netbox_token: str | None = None  # env:/file:/vault: reference to the API token
+    netbox_ca: str | None = None  # pinned CA bundle for NetBox's TLS certificate
+    netbox_tls_insecure: bool = False  # explicit exception to TLS verification
+    netbox_prefix_role: str | None = None  # only prefixes with this role are allocated from
+
+    @model_validator(mode="after")
+    def _netbox_needs_url_and_token(self) -> IpamSettings:
+        if self.source == "netbox" and not (self.netbox_url and self.netbox_token):
+            raise ValueError("source netbox needs netbox_url and netbox_token (a reference like env:NAME)")
+        return self
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -85,6 +106,7 @@ class Settings(BaseModel):
     alerts: AlertSettings = AlertSettings()
     reimage: ReimageSettings = ReimageSettings()
     images: dict[str, ImageConfig] = Field(default_factory=dict)
+    ipam: IpamSettings = IpamSettings()
     source: str = "defaults"
 
     @field_validator("workers", "lease_seconds", "bmc_timeout")
@@ -116,7 +138,7 @@ _KEYS = (
     "webhook_tolerance",
     "alertmanager_token",
 )
-_FILE_ONLY_KEYS = ("ticket_systems", "sla", "escalation", "alerts", "reimage", "images")
+_FILE_ONLY_KEYS = ("ticket_systems", "sla", "escalation", "alerts", "reimage", "images", "ipam")
 
 
 def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None) -> Settings:

@@ -11,9 +11,12 @@ from typing import Any
 
 import pytest
 
+from remotehands.config import IpamSettings, Settings
 from remotehands.errors import InvalidRequest
 from remotehands.jobs import store
+from remotehands.lab.netbox_sim import NetBoxSim
 from remotehands.lab.process import LabInfo
+from remotehands.lab.ticket_sims.harness import ServerThread
 from remotehands.network.ipam import BuiltinPlan
 from remotehands.runtime import Runtime
 from remotehands.tickets.base import Severity, TaskRequest, TicketType
@@ -188,3 +191,40 @@ def test_ipam_network_asa_static_nat_for_a_customer_host_then_release(rt: Runtim
     with pytest.raises(InvalidRequest) as err:
         _ticket(rt, "fw-ios-01", "net.add_ip", params)
     assert "request.params.mode 'nat' is not supported on cisco_ios" in str(err.value)
+
+
+def test_ipam_network_add_ip_from_netbox_when_the_settings_name_it(
+    settings: Settings, lab: LabInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``[ipam] source = "netbox"``: the job takes its addresses from NetBox (a prefix the inventory's plan
+    does not have), routes them, and the release gives them back in NetBox; the device ends as it began."""
+    device = "fw-srx-01"
+    token = "0123456789abcdef0123456789abcdef01234567"
+    sim = NetBoxSim(token=token)
+    sim.add_site("lab1")
+    sim.add_tenant("acme")
+    sim.add_prefix("198.51.100.64/29", site="lab1")
+    server = ServerThread(sim.app).start()
+    monkeypatch.setenv("RH_TEST_NETBOX_TOKEN", token)
+    ipam = IpamSettings(source="netbox", netbox_url=server.url, netbox_token="env:RH_TEST_NETBOX_TOKEN")
+    rt = Runtime(settings.model_copy(update={"ipam": ipam}))
+    try:
+        before = _config(lab, device)
+        ticket = _ticket(rt, device, "net.add_ip", {"customer": "acme", "count": 2, "next_hop": NEXT_HOP})
+        [job_id] = run_ticket(rt, ticket, timeout=120)
+        state, reason, steps = _job(rt, job_id)
+        assert state == "succeeded", (reason, steps)
+        held = sorted(sim.addresses(), key=ipaddress.ip_address)
+        assert held == ["198.51.100.65", "198.51.100.66"], held
+        assert all(sim.addresses()[a]["custom_fields"] == {"remotehands_key": f"job-{job_id}"} for a in held)
+        for address in held:
+            assert ROUTE[device].format(address=address) in _config(lab, device)
+        assert BuiltinPlan(rt.db, rt.inventory()).assignments("lab1") == []  # nothing taken from the DB
+        release = _ticket(rt, device, "net.release_ip", {"customer": "acme", "addresses": held})
+        [job_id] = run_ticket(rt, release, timeout=120)
+        assert _job(rt, job_id)[0] == "succeeded", _job(rt, job_id)
+        assert sim.addresses() == {}
+        assert _config(lab, device) == before
+    finally:
+        server.stop()
+        rt.db.dispose()

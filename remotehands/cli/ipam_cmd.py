@@ -1,4 +1,5 @@
-"""``remotehands ipam``: the built-in IP plan of each site: show usage, allocate, assign and release."""
+"""``remotehands ipam``: the IP plan of each site (built-in, or NetBox per ``[ipam] source``): show usage,
+allocate, assign and release."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from remotehands.cli.common import current_user, print_table, runtime
 from remotehands.cli.output import JsonOption, SafeTable, emit, say
 from remotehands.errors import InvalidRequest
 from remotehands.inventory.ip_plan import IpAddress, IpNetwork, parse_address, parse_network
-from remotehands.network.ipam import BuiltinPlan
-from remotehands.network.plan import Assignment, PrefixUsage
+from remotehands.network.plan import AddressPlan, Assignment, PrefixUsage, plan_for
 
 app = typer.Typer(
     help="IP plan: prefixes and assigned addresses of each site; allocate, assign and release addresses.",
@@ -27,9 +27,9 @@ KeyOpt = typer.Option(
 DeviceOpt = typer.Option(None, "--device", help="The device the addresses are configured on.")
 
 
-def _plan() -> BuiltinPlan:
-    rt = runtime()
-    return BuiltinPlan(rt.db, rt.inventory(), actor=current_user())
+def _plan() -> AddressPlan:
+    """The plan the settings name (``[ipam] source``: built-in or NetBox)."""
+    return plan_for(runtime(), current_user())
 
 
 def _address(text: str) -> IpAddress:
@@ -116,8 +116,10 @@ def show(
 ) -> None:
     """Each prefix with its size, assigned and free addresses and gateway, then the active assignments
     with customer and ticket."""
-    plan = _plan()
-    names = [site] if site else sorted(n for n, s in plan.inventory.sites.items() if s.ip_plan is not None)
+    plan, rt = _plan(), runtime()
+    # The built-in plan knows the sites whose inventory has an ip_plan; NetBox may hold any site's.
+    netbox = rt.settings.ipam.source == "netbox"
+    names = [site] if site else sorted(n for n, s in rt.inventory().sites.items() if netbox or s.ip_plan)
     data: list[dict[str, Any]] = [
         {
             "site": name,

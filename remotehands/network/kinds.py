@@ -14,7 +14,7 @@ from remotehands.inventory.models import NetworkDevice
 from remotehands.jobs.steps import StepContext
 from remotehands.network import templates
 from remotehands.network.addresses import RouteChange, parse_ip_request
-from remotehands.network.ipam import BuiltinPlan
+from remotehands.network.plan import AddressPlan, plan_for
 from remotehands.network.rules import FirewallRule, parse_rule
 from remotehands.network.templates import Change
 
@@ -103,8 +103,8 @@ class RuleKind:
         return None
 
 
-def _plan(ctx: StepContext) -> BuiltinPlan:
-    return BuiltinPlan(ctx.runtime.db, ctx.runtime.inventory(), actor=f"job-{ctx.job_id}")
+def _plan(ctx: StepContext) -> AddressPlan:
+    return plan_for(ctx.runtime, f"job-{ctx.job_id}")
 
 
 def _key(ctx: StepContext) -> str:

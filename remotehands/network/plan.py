@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from remotehands.inventory.ip_plan import IpAddress, IpNetwork
+
+if TYPE_CHECKING:
+    from remotehands.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -100,3 +103,22 @@ class AddressPlan(Protocol):
     def usage(self, site: str) -> list[PrefixUsage]:
         """Every prefix of ``site`` with its size and how many addresses are assigned."""
         ...
+
+
+def plan_for(runtime: Runtime, actor: str) -> AddressPlan:
+    """The IP plan the settings name (``[ipam] source``): the built-in one, or NetBox. No I/O here."""
+    ipam = runtime.settings.ipam
+    if ipam.source == "netbox":
+        from remotehands.network.netbox import NetBoxPlan
+
+        assert ipam.netbox_url is not None and ipam.netbox_token is not None  # checked by the settings
+        return NetBoxPlan(
+            ipam.netbox_url,
+            ipam.netbox_token,
+            ca_file=ipam.netbox_ca,
+            tls_insecure=ipam.netbox_tls_insecure,
+            prefix_role=ipam.netbox_prefix_role,
+        )
+    from remotehands.network.ipam import BuiltinPlan
+
+    return BuiltinPlan(runtime.db, runtime.inventory(), actor=actor)

@@ -373,3 +373,50 @@ def test_pydantic_errors_become_problems_without_the_input():
     assert fields["power.outlet"].file == "file-of-power"
     assert all(p.host == "h" for p in problems)
     assert all("Hunter2-x" not in str(p) and "pydantic" not in str(p) for p in problems)
+
+
+def test_array_luns_name_hosts_that_can_be_rescanned(tmp_path: Path):
+    """An array's LUN lists hosts that exist, are ESXi or Linux with SSH, and say what they keep on it; each
+    problem names the array and the field path; the shipped array's LUN loads with its host."""
+    shipped = load_inventory(SHIPPED).arrays["array-ams1-01"]
+    assert shipped.luns["/vol/vol_db/lun0"].hosts == ("lnx-0201",)
+    hosts = """\
+        all:
+          children:
+            lab1:
+              vars: {site: lab1, rack: r1}
+              hosts:
+                esx-1: {ansible_host: 10.0.0.1, kind: esxi, serial_number: S1, subscription: provider,
+                        power: {type: manual}, ssh: {username: root, password: env:X}}
+                lnx-1: {ansible_host: 10.0.0.2, kind: linux, serial_number: S2, subscription: provider,
+                        power: {type: manual}}
+                san-1:
+                  ansible_host: 10.0.0.3
+                  kind: array
+                  platform: pure
+                  credentials: {username: u, password: env:TOKEN}
+                  tls_ca: CA
+                  luns:
+                    LUNS
+        """
+    luns = "{vol-a: {hosts: [esx-1, ghost]}, vol-b: {hosts: [lnx-1], mount: /srv}}"
+    files = {"group_vars/all.yml": "sites: {lab1: {}}\n"}
+    for ca, lun, field, says in (
+        ("relative/ca.pem", luns, "tls_ca", "absolute path"),
+        ("/ca.pem", "{vol-c: {hosts: [], mount: srv}}", "luns.vol-c.hosts", "at least 1"),
+    ):
+        files["hosts.yml"] = hosts.replace("CA", ca).replace("LUNS", lun)
+        with pytest.raises(InventoryError) as raised:
+            load_inventory(write_inventory(tmp_path, files))
+        found = [
+            str(p) for p in raised.value.problems if p.host == "san-1" and (p.field or "").startswith(field)
+        ]
+        assert found and says in found[0], [str(p) for p in raised.value.problems]
+    files["hosts.yml"] = hosts.replace("CA", "/ca.pem").replace("LUNS", luns)
+    with pytest.raises(InventoryError) as raised:
+        load_inventory(write_inventory(tmp_path, files))
+    messages = " | ".join(str(p) for p in raised.value.problems)
+    assert "host esx-1 is ESXi: give the VMFS datastore" in messages
+    assert "host 'ghost' is not in the inventory" in messages
+    assert "host lnx-1 has no ssh access" in messages
+    assert all(p.host == "san-1" and (p.field or "").startswith("luns.vol-") for p in raised.value.problems)

@@ -79,8 +79,9 @@ DEVICE_FIELDS = (
     "credentials",
 )
 NETWORK_FIELDS = (*DEVICE_FIELDS, "ssh_host_key", "zones", "change_window", "confirm_minutes")
+ARRAY_FIELDS = (*DEVICE_FIELDS, "tls_ca", "tls_insecure", "luns")
 PDU_FIELDS = (*DEVICE_FIELDS, "snmp", "stagger_seconds", "redfish_id", "tls_ca", "tls_insecure")
-HOST_FIELDS = tuple(sorted(set(SERVER_FIELDS) | set(PDU_FIELDS) | set(NETWORK_FIELDS)))
+HOST_FIELDS = tuple(sorted(set(SERVER_FIELDS) | set(PDU_FIELDS) | set(NETWORK_FIELDS) | set(ARRAY_FIELDS)))
 POWER_FIELDS: dict[str, tuple[str, ...]] = {
     "ipmi": ("type", "address", "port", "credentials", "event_log"),
     "redfish": ("type", "address", "port", "credentials", "system_id", "tls_ca", "tls_insecure"),
@@ -226,6 +227,8 @@ def build_equipment(
         if kind == PDU_KIND
         else NETWORK_FIELDS
         if kind in NETWORK_KINDS
+        else ARRAY_FIELDS
+        if kind == ARRAY_KIND
         else DEVICE_FIELDS
     )
     for key in sorted(host_written & set(HOST_FIELDS) - set(applicable)) if kind else ():
@@ -259,6 +262,8 @@ def build_equipment(
         fields["port"] = port(host.spot("port"), host.value("port"))
         if kind in NETWORK_KINDS:
             _network_fields(host, fields)
+        else:
+            _array_fields(host, fields)
     if kind is None or len(problems) > before:
         return None
     data = {k: v for k, v in fields.items() if v is not None}
@@ -289,6 +294,22 @@ def _network_fields(host: _HostVars, fields: dict[str, object]) -> None:
     for key in ("zones", "change_window", "confirm_minutes"):
         if host.value(key) is not None:
             fields[key] = host.value(key)
+
+
+def _array_fields(host: _HostVars, fields: dict[str, object]) -> None:
+    """An array's pinned CA or TLS exception, and which hosts use which of its LUNs (``luns``: the model
+    checks the shape and reports the field path; the loader checks the hosts exist)."""
+    if host.value("tls_ca") is not None:
+        ca = host.text("tls_ca", None)
+        if ca is not None and not ca.startswith("/"):
+            host.spot("tls_ca").report("tls_ca must be an absolute path to a CA bundle")
+        fields["tls_ca"] = ca
+    if host.value("tls_insecure") is not None:
+        if not isinstance(host.value("tls_insecure"), bool):
+            host.spot("tls_insecure").report("tls_insecure must be true or false")
+        fields["tls_insecure"] = host.value("tls_insecure")
+    if host.value("luns") is not None:
+        fields["luns"] = host.value("luns")
 
 
 def _access_fields(host: _HostVars, fields: dict[str, object], kind: str | None) -> None:

@@ -90,6 +90,7 @@ def _read(path: Path) -> tuple[Inventory | None, list[InventoryProblem]]:
     _check_duplicate_serials(resolved, problems)
     declared_pdus = {n for n, v in resolved.items() if (k := v.get("kind")) is not None and k.value == "pdu"}
     _check_outlets(equipment, declared_pdus, ansible.hosts_file, problems)
+    _check_lun_hosts(equipment, ansible.hosts_file, problems)
     if problems:
         return None, problems
     try:
@@ -306,6 +307,35 @@ def _assemble(
         arrays={name: item for name, item in equipment.items() if isinstance(item, StorageArray)},
         pdus={name: item for name, item in equipment.items() if isinstance(item, Pdu)},
     )
+
+
+def _check_lun_hosts(
+    equipment: dict[str, Equipment], hosts_file: str, problems: list[InventoryProblem]
+) -> None:
+    """Every host an array's LUN names is an ESXi or Linux host of the inventory with SSH access, and has
+    what that kind keeps on the LUN: a datastore (ESXi) or a mount point (Linux)."""
+    for name, item in sorted(equipment.items()):
+        if not isinstance(item, StorageArray):
+            continue
+        for lun, use in item.luns.items():
+            field = f"luns.{lun}"
+            for host_name in use.hosts:
+                host = equipment.get(host_name)
+                problem = None
+                if not isinstance(host, Host):
+                    problem = (
+                        f"host {host_name!r} is not in the inventory (hosts: a list of ESXi/Linux hosts)"
+                    )
+                elif host.kind not in ("esxi", "linux"):
+                    problem = f"host {host_name} is a {host.kind}; only esxi and linux hosts are rescanned"
+                elif host.ssh is None:
+                    problem = f"host {host_name} has no ssh access; add ssh: {{username, password}} to it"
+                elif host.kind == "esxi" and not use.datastore:
+                    problem = f"host {host_name} is ESXi: give the VMFS datastore on the LUN as datastore"
+                elif host.kind == "linux" and not use.mount:
+                    problem = f"host {host_name} is Linux: give the filesystem's mount point as mount"
+                if problem:
+                    problems.append(InventoryProblem(hosts_file, name, f"{field}.hosts", problem))
 
 
 def _check_outlets(

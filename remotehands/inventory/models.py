@@ -145,6 +145,20 @@ class NetworkDevice(_Model):
     confirm_minutes: int = Field(default=5, ge=1, le=60)  # commit-confirmed / revert timer
 
 
+class LunUse(_Model):
+    """Which hosts see one LUN of an array, and what they keep on it (grown after the LUN is).
+
+    ESXi hosts share a VMFS ``datastore`` on the LUN: it is grown from one of them, the others rescan and
+    see it. Linux hosts (one, or an active/passive pair) have a filesystem mounted at ``mount``, directly on
+    the multipath device or on the logical volume ``lv`` (``VG/LV``) whose physical volume is the LUN; it is
+    grown on the host where it is mounted, the others rescan."""
+
+    hosts: tuple[str, ...] = Field(min_length=1)
+    datastore: str | None = None
+    mount: str | None = Field(default=None, pattern=r"^/")
+    lv: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.+-]+/[A-Za-z0-9_.+-]+$")
+
+
 class StorageArray(_Model):
     name: str
     platform: ArrayPlatform
@@ -152,9 +166,12 @@ class StorageArray(_Model):
     rack: str | None = None
     mgmt_address: str
     port: int = 443
-    credentials: Credentials
+    credentials: Credentials  # Pure: password is the API token reference (username unused)
     subscription: str = PROVIDER
     serial_number: str | None = None
+    tls_ca: str | None = None  # pinned CA bundle path
+    tls_insecure: bool = False  # explicit, per-array exception to TLS verification
+    luns: dict[str, LunUse] = Field(default_factory=dict)  # LUN name on the array -> who uses it
 
 
 class SnmpSettings(_Model):
@@ -218,6 +235,17 @@ class Inventory(_Model):
                 f"unknown network device {name!r} in inventory {self.source}",
                 fix=_suggest(name, list(self.network_devices))
                 or "add it to hosts.yml with kind: firewall and its platform",
+            ) from None
+
+    def array(self, name: str) -> StorageArray:
+        """The storage array called ``name``; raises ``UnknownTarget``."""
+        try:
+            return self.arrays[name]
+        except KeyError:
+            raise UnknownTarget(
+                f"unknown storage array {name!r} in inventory {self.source}",
+                fix=_suggest(name, list(self.arrays))
+                or "add it to hosts.yml with kind: array and its platform",
             ) from None
 
     def pdu(self, name: str) -> Pdu:

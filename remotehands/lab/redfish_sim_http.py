@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 IDLE_SECONDS = 60.0  # a kept-alive connection idle this long is closed
 HANDSHAKE_SECONDS = 10.0
 
-Answer = tuple[int, dict[str, Any] | None, dict[str, str]]  # status, JSON body (None: empty), extra headers
+# status, JSON body (None: empty; a list for APIs whose collections are arrays), extra headers
+Answer = tuple[int, dict[str, Any] | list[Any] | None, dict[str, str]]
 
 
 class JsonService(Protocol):
@@ -107,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
             answer = (500, {"error": {"code": "Base.1.16.InternalError", "message": "simulator error"}}, {})
         self._send(*answer)
 
-    def _send(self, status: int, payload: dict[str, Any] | None, extra: dict[str, str]) -> None:
+    def _send(self, status: int, payload: dict[str, Any] | list[Any] | None, extra: dict[str, str]) -> None:
         data = json.dumps(payload).encode() if payload is not None else b""
         lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "OData-Version: 4.0"]
         if payload is not None:

@@ -6,8 +6,9 @@ Macs: ``sw_vers``, ``ioreg -c IOPlatformExpertDevice``, ``system_profiler SPHard
 ``remotehands.lab.ssh_mac_install`` (softwareupdate, ls /Applications, startosinstall, bless, macvdmtool,
 cfgutil). ESXi: ``esxcli system version get``, ``esxcli hardware platform get``, ``vim-cmd
 hostsvc/hostsummary``, ``vmware -v[l]``. Linux: ``cat /etc/os-release``, ``cat
-/sys/class/dmi/id/product_serial`` (root), ``uname -r``. Everywhere: ``echo``, ``true``, ``hostname``,
-``whoami``, ``uname``. Anything else exits 127 with "command not found", as the host's shell says it.
+/sys/class/dmi/id/product_serial`` (root), ``uname -r``. The SAN storage commands of both (``esxcli
+storage``, partedUtil, vmkfstools; multipath, LVM, resize2fs, ...) are ``remotehands.lab.ssh_storage``'s.
+Everywhere: ``echo``, ``true``, ``hostname``, ``whoami``, ``uname``. Anything else exits 127 with "command not found", as the host's shell says it.
 ``sudo`` (not on ESXi) is passwordless, as providers configure it for automation: ``-S`` reads nothing.
 """
 
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING
 
 from remotehands.lab.ssh_host_model import RELEASES, version_key
 from remotehands.lab.ssh_mac_install import MAC_INSTALL
+from remotehands.lab.ssh_storage import ESXI_STORAGE, esxcli_storage
+from remotehands.lab.ssh_storage_linux import LINUX_STORAGE
 
 if TYPE_CHECKING:
     from remotehands.lab.ssh_host import SshHosts
@@ -284,6 +287,8 @@ def _esxcli(ctx: Exec) -> int:
             "   BIOS Asset Tag: ",
             "   IPMI Supported: true",
         )
+    elif ctx.args[:1] == ["storage"]:
+        return esxcli_storage(ctx)
     else:
         return ctx.fail(f"Error: Unknown command or namespace {what}")
     return 0
@@ -364,6 +369,6 @@ def _cat(ctx: Exec) -> int:
 
 _HANDLERS: dict[str, dict[str, Handler]] = {
     "macos": _MAC,
-    "esxi": {"esxcli": _esxcli, "vim-cmd": _vim_cmd, "vmware": _vmware},
-    "linux": {"cat": _cat},
+    "esxi": {"esxcli": _esxcli, "vim-cmd": _vim_cmd, "vmware": _vmware, **ESXI_STORAGE},
+    "linux": {"cat": _cat, **LINUX_STORAGE},
 }

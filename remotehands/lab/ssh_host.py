@@ -21,7 +21,8 @@ wherever it appears (stdin is never logged); so are the events ``erase``, ``upgr
 Faults (``set_fault``): ``wrong_serial`` (the host reports another serial), ``install_never_finishes`` (an
 install keeps the host dark while the fault is set), ``installer_missing`` (no installer app is seen, and
 softwareupdate cannot fetch one), ``os_broken`` (powered, but its OS never comes up to listen on SSH,
-until an erasing install replaces it).
+until an erasing install replaces it), ``san_rescan_fails`` (a SAN rescan on the host fails, as the tool
+reports it: ``remotehands.lab.ssh_storage``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Protocol
 
 import paramiko
 
+from remotehands.lab.san import San
 from remotehands.lab.ssh_commands import HostDown
 from remotehands.lab.ssh_host_model import (
     DEFAULT_RELEASE,
@@ -100,6 +102,8 @@ class SshHosts:
         # Called as on_netboot(name, bsdp_server) when a Mac blessed for NetBoot powers on (from the lab's
         # loop thread: it may call begin_install). Without one the Mac boots its installed OS.
         self.on_netboot: Callable[[str, str], None] | None = None
+        # The LUNs the hosts see (``remotehands.lab.ssh_storage``); settable after construction.
+        self.san: San | None = None
         self._password = password
         self._command_log = command_log
         self._hosts: dict[str, SimHost] = {}

@@ -15,7 +15,9 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-FAULTS = frozenset({"wrong_serial", "install_never_finishes", "installer_missing", "os_broken"})
+FAULTS = frozenset(
+    {"wrong_serial", "install_never_finishes", "installer_missing", "os_broken", "san_rescan_fails"}
+)
 MAC_KINDS = ("mac-mini", "mac-studio", "mac-pro")
 KINDS = (*MAC_KINDS, "esxi", "linux")
 

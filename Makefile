@@ -36,7 +36,7 @@ typecheck: $(STAMP)
 # The suite waits on simulated equipment far more than it computes, so the network, IP-plan and NetBox tests
 # (Netmiko sessions to the lab's firewalls) run in a second pytest beside the rest, each with its own lab;
 # the rest keep one process in file order (spread over two, pyghmi-timed IPMI tests turned flaky on 2 cores).
-SIDE_TESTS := $(sort $(wildcard tests/test_*network*.py tests/test_*ipam*.py))
+SIDE_TESTS := $(sort $(wildcard tests/test_*network*.py tests/test_*ipam*.py tests/test_*storage*.py))
 unit: $(STAMP)
 	@$(BIN)/pytest -q -p no:cacheprovider $(SIDE_TESTS) > .side-tests.log 2>&1 & side=$$!; \
 	$(BIN)/pytest -q -p no:cacheprovider $(addprefix --ignore=,$(SIDE_TESTS)); main=$$?; \

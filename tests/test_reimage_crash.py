@@ -105,7 +105,9 @@ def test_kill_at_every_boundary_erases_exactly_once(
     )
 
     crashed = _worker(config, {"RH_FAULT_KILL_AT": f"{step}:{boundary}"})
-    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+    with rt.db.session() as s:
+        before_kill = (store.get_job(s, job_id).state, store.get_job(s, job_id).reason)
+    assert crashed.returncode == -signal.SIGKILL, (before_kill, crashed.stderr[-2000:])
     restarted = _worker(config, {})
     assert restarted.returncode == 0, restarted.stderr[-2000:]
 

@@ -27,6 +27,7 @@ from remotehands.cli import (
     reimage_cmd,
     serve_cmd,
     ssh_cmd,
+    storage_cmd,
     tickets_cmd,
 )
 from remotehands.cli.output import err_console
@@ -50,6 +51,7 @@ app.add_typer(lab_cmd.app, name="lab")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(serve_cmd.tokens, name="tokens")
 app.add_typer(ssh_cmd.app, name="ssh")
+app.add_typer(storage_cmd.app, name="storage")
 net_cmd.app.add_typer(net_ip_cmd.app, name="ip")
 app.add_typer(net_cmd.app, name="net")
 app.command("run")(jobs_cmd.run)

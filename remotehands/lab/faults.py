@@ -21,7 +21,9 @@ def set_lab_fault(state_dir: Path, host: str, fault: str, enabled: bool = True, 
     installer_missing, os_broken; of a Redfish server's BMC: boot_override_busy (its next two boot-override
     PATCHes answer 400 UnableToModifyDuringSystemPOST, as a BMC whose host is in POST), eject_needs_off (its
     virtual CD is ejected only while the host is off); of a firewall (``netdev_model``): reject_second_line,
-    drop_after_first_line, no_return_after_commit (each fires once)."""
+    drop_after_first_line, no_return_after_commit (each fires once); of a storage array (``arrays``):
+    resize_error (the next resize fails, nothing changes), error_after_resize (the next resize happens but
+    fails, and the LUN cannot be read until the fault is cleared); of a host's SAN view: san_rescan_fails."""
     path = state_dir / "faults.json"
     try:
         data = json.loads(path.read_text())
@@ -56,12 +58,18 @@ class FaultFile:
     writes N to ``DIR/faults.applied``."""
 
     def __init__(
-        self, state_dir: Path, ssh_hosts: Any, systems: dict[str, Any], firewalls: Any = None
+        self,
+        state_dir: Path,
+        ssh_hosts: Any,
+        systems: dict[str, Any],
+        firewalls: Any = None,
+        arrays: Any = None,
     ) -> None:
         self.path, self.applied = state_dir / "faults.json", state_dir / "faults.applied"
         self.ssh_hosts = ssh_hosts
         self.systems = systems  # Redfish systems, for BMC faults
         self.firewalls = firewalls  # netdev_sim.NetDevServer, for the firewalls' faults (netdev_model)
+        self.arrays = arrays  # arrays.LabArrays, for the storage arrays' faults
         self.seq = -1
         self.last: dict[str, set[str]] = {}
 
@@ -86,6 +94,8 @@ class FaultFile:
                     self.systems[host].configure(eject_needs_off=enabled)
                 elif fault in NET_FAULTS and self.firewalls is not None:
                     self.firewalls.set_fault(host, fault, enabled)
+                elif self.arrays is not None and host in self.arrays.sims:
+                    self.arrays.set_fault(host, fault, enabled)
                 else:
                     self.ssh_hosts.set_fault(host, fault, enabled)
         self.last = faults

@@ -193,6 +193,13 @@ def run_lab(
     from remotehands.lab.netdevs import serve_firewalls
 
     firewall_server, firewalls = serve_firewalls(state_dir, USERNAME, password, ADDRESS)
+    from remotehands.lab.arrays import serve_arrays
+    from remotehands.lab.san import San
+
+    ssh_hosts.san = San()
+    lab_arrays, arrays = serve_arrays(
+        state_dir, ssh_hosts.san, USERNAME, password, ADDRESS, list(ssh_ports), command_log
+    )
     lab: dict[str, Any] = {
         "pid": os.getpid(),
         "started": time.time(),
@@ -215,6 +222,7 @@ def run_lab(
         "known_hosts": str(state_dir / "known_hosts"),
         "mdm": {"url": mdm_server.url, "key_file": str(mdm_key_file)},
         "firewalls": firewalls,
+        "arrays": arrays,
         "macs": {
             n: {
                 "pdu": PDU_NAME,
@@ -253,16 +261,19 @@ def run_lab(
     write_inventory(state_dir / "inventory", lab, password_file, community_file)
     _write_atomic(state_dir / "lab.json", json.dumps(lab, indent=2) + "\n")
     log.info(
-        "lab up: %d IPMI BMCs, %d Redfish systems, %d Macs on %s, %d firewalls",
+        "lab up: %d IPMI BMCs, %d Redfish systems, %d Macs on %s, %d firewalls, %d arrays",
         count,
         len(rf_names),
         len(mac_names),
         PDU_NAME,
         len(firewalls),
+        len(arrays),
     )
     from remotehands.lab.faults import FaultFile
 
-    faults = FaultFile(state_dir, ssh_hosts, rf.systems if rf is not None else {}, firewall_server)
+    faults = FaultFile(
+        state_dir, ssh_hosts, rf.systems if rf is not None else {}, firewall_server, lab_arrays
+    )
     while not stop.wait(0.1):
         faults.apply()
     log.info("stopping the lab")
@@ -273,6 +284,7 @@ def run_lab(
     mdm_server.stop()
     mdm.close()
     firewall_server.stop()
+    lab_arrays.stop()
     ssh_hosts.stop()
     if pdus is not None:
         pdus.stop()

@@ -38,7 +38,8 @@ def write_inventory(
             return {}
         return {
             "ansible_port": h["ssh_port"],
-            "ssh": ssh,
+            # ESXi has no sudo: automation logs in as root there (storage rescans need it).
+            "ssh": {**ssh, "username": "root"} if h.get("kind") == "esxi" else ssh,
             "ssh_host_key": h["host_key"],
             "boot_mac": h["boot_mac"],
         }
@@ -96,6 +97,9 @@ def write_inventory(
     from remotehands.lab.netdevs import inventory_entries
 
     entries.update(inventory_entries(lab.get("firewalls", {}), credentials))
+    from remotehands.lab.arrays import inventory_entries as array_entries
+
+    entries.update(array_entries(lab.get("arrays", {}), credentials))
     site = {
         "vars": {"site": SITE},
         "children": {f"{SITE}_{RACK}": {"vars": {"rack": RACK}, "hosts": entries}},

@@ -3,6 +3,8 @@ taking the new key for this job only), and the image it installs."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import paramiko
 
 from remotehands import secrets
@@ -12,6 +14,9 @@ from remotehands.jobs.steps import StepContext
 from remotehands.reimage.settings import ImageConfig
 from remotehands.ssh import keys
 from remotehands.ssh.client import HostSsh
+
+if TYPE_CHECKING:
+    from remotehands.runtime import Runtime
 
 
 def image_of(ctx: StepContext) -> tuple[str, ImageConfig]:
@@ -27,6 +32,26 @@ def image_of(ctx: StepContext) -> tuple[str, ImageConfig]:
     return name, images[name]
 
 
+def pinned_ssh(runtime: Runtime, host: Host, *, timeout: float = 10.0) -> HostSsh:
+    """An SSH session to ``host`` whose key must be the pinned one (the DB's pin, else the inventory's).
+
+    Raises ``DeviceRefused`` (no SSH access in the inventory, refused login, changed key) or
+    ``DeviceUnreachable``."""
+    if host.ssh is None:
+        raise DeviceRefused(
+            f"{host.name} has no ssh access in the inventory", fix="add ssh: {username, password: env:NAME}"
+        )
+    return HostSsh(
+        host.name,
+        host.mgmt_address,
+        host.ssh_port,
+        host.ssh.username,
+        password=secrets.resolve(host.ssh.password, field=f"{host.name}.ssh.password"),
+        expected=keys.pinned(runtime.db, host.name, host.ssh_host_key),
+        timeout=timeout,
+    )
+
+
 def ssh_to(
     ctx: StepContext, *, take_new_key: bool = False, timeout: float = 10.0, host: Host | None = None
 ) -> HostSsh:
@@ -36,6 +61,8 @@ def ssh_to(
     Raises ``DeviceRefused`` (no SSH access in the inventory, refused login, changed key) or
     ``DeviceUnreachable``."""
     host = host or ctx.host()
+    if not take_new_key:
+        return pinned_ssh(ctx.runtime, host, timeout=timeout)
     if host.ssh is None:
         raise DeviceRefused(
             f"{host.name} has no ssh access in the inventory", fix="add ssh: {username, password: env:NAME}"
@@ -52,14 +79,12 @@ def ssh_to(
         ctx.data["pinned_key"] = printed
         ctx.tell_ticket(f"new SSH host key of {host.name} pinned on first use after the reinstall: {printed}")
 
-    expected = None if take_new_key else keys.pinned(db, host.name, host.ssh_host_key)
     return HostSsh(
         host.name,
         host.mgmt_address,
         host.ssh_port,
         host.ssh.username,
         password=password,
-        expected=expected,
-        accept_new=pin if take_new_key else None,
+        accept_new=pin,
         timeout=timeout,
     )

@@ -87,6 +87,14 @@ def test_lun_is_found_with_its_naa_and_size(lab: Lab, array: OntapArray) -> None
     assert san_lun.hosts == HOSTS
 
 
+def test_a_lun_may_be_named_with_its_svm(lab: Lab, array: OntapArray) -> None:
+    """SVM:/vol/VOL/LUN finds the LUN in that SVM only (volume names are unique per SVM, not per array)."""
+    svm = lab.sim.svm["name"]
+    assert array.lun(f"{svm}:{LUN0}").naa == array.lun(LUN0).naa
+    with pytest.raises(InvalidRequest, match="has no LUN"):
+        array.lun(f"svm_other:{LUN0}")
+
+
 def test_unknown_lun_is_an_invalid_request_naming_lun_and_close_names(array: OntapArray) -> None:
     with pytest.raises(InvalidRequest) as caught:
         array.lun("/vol/vol_esx01/lun1")

@@ -1,6 +1,6 @@
 """``OntapArray``: the ``ArrayDriver`` for NetApp ONTAP 9 arrays (inventory platform ``ontap``), over REST.
 
-A LUN is named by its path (``/vol/VOL/LUN``) and found with ``GET /api/storage/luns?name=PATH``; its NAA name
+A LUN is named by its path (``/vol/VOL/LUN``), or ``SVM:/vol/VOL/LUN`` where two SVMs have that path, and found with ``GET /api/storage/luns?name=PATH``; its NAA name
 is NetApp's ``naa.600a0980`` followed by the hex of its 12-character serial number. Room to grow is the
 containing volume's available space (``/api/storage/volumes/{uuid}``) and the LUN's maximum resize size,
 which the REST LUN object does not carry: it is read through the CLI passthrough, as ``lun show -fields
@@ -169,13 +169,22 @@ class OntapArray:
             self._http = http
         return self._http
 
-    def _find(self, path: str) -> _LunRecord:
-        params = {"name": path, "fields": LUN_FIELDS}
+    def _find(self, name: str) -> _LunRecord:
+        # Volume names are unique per SVM only: two tenants' SVMs may both have /vol/vol_esx/lun0, so a LUN
+        # may be named SVM:/vol/VOL/LUN, and a bare path that matches in two SVMs is refused.
+        svm, _, path = name.rpartition(":") if ":" in name else ("", "", name)
+        params = {"name": path, "fields": LUN_FIELDS} | ({"svm.name": svm} if svm else {})
         found = self._parse(_LunList, self._http_session().request("GET", "/api/storage/luns", params=params))
         # ONTAP's query values are patterns (* and |); only an exact match is the LUN asked for.
-        exact = [record for record in found.records if record.name == path]
+        exact = [r for r in found.records if r.name == path and (not svm or r.svm.name == svm)]
         if not exact:
             raise self._no_such_lun(path)
+        if len(exact) > 1:
+            svms = sorted(r.svm.name for r in exact)
+            raise InvalidRequest(
+                f"lun: {path} is in {len(exact)} SVMs of {self.name} ({', '.join(svms)})",
+                fix=f"name it with its SVM, e.g. {svms[0]}:{path}, in the request and in luns: of the inventory",
+            )
         return exact[0]
 
     def _no_such_lun(self, path: str) -> InvalidRequest:

@@ -420,3 +420,10 @@ def test_array_luns_name_hosts_that_can_be_rescanned(tmp_path: Path):
     assert "host 'ghost' is not in the inventory" in messages
     assert "host lnx-1 has no ssh access" in messages
     assert all(p.host == "san-1" and (p.field or "").startswith("luns.vol-") for p in raised.value.problems)
+    mixed = "{vol-a: {hosts: [esx-1, lnx-1], mount: /srv, datastore: ds}, vol-b: {hosts: [esx-1, esx-1]}}"
+    files["hosts.yml"] = hosts.replace("CA", "/ca.pem").replace("LUNS", mixed)
+    with pytest.raises(InventoryError) as raised:
+        load_inventory(write_inventory(tmp_path, files))
+    messages = " | ".join(str(p) for p in raised.value.problems)
+    assert "luns.vol-a.hosts: mixes ESXi and Linux hosts" in messages
+    assert "luns.vol-b.hosts: lists esx-1 twice" in messages

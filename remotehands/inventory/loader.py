@@ -319,6 +319,16 @@ def _check_lun_hosts(
             continue
         for lun, use in item.luns.items():
             field = f"luns.{lun}"
+            twice = sorted({h for h in use.hosts if use.hosts.count(h) > 1})
+            kinds = {h.kind for n in use.hosts if isinstance(h := equipment.get(n), Host)}
+            if twice or {"esxi", "linux"} <= kinds:
+                said = (
+                    f"lists {', '.join(twice)} twice"
+                    if twice
+                    else "mixes ESXi and Linux hosts; one LUN holds either a VMFS datastore or a Linux filesystem"
+                )
+                problems.append(InventoryProblem(hosts_file, name, f"{field}.hosts", said))
+                continue
             for host_name in use.hosts:
                 host = equipment.get(host_name)
                 problem = None

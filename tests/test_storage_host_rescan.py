@@ -4,7 +4,8 @@ pinned host keys) against the lab's ESXi and Linux hosts on 127.0.0.1, which sha
 
 Three LUNs: a VMFS datastore shared by two ESXi hosts; LVM + ext4 on an active/passive Linux pair (mounted on
 the first); xfs directly on the multipath device of a third LUN, on the active Linux host only. A test grows a
-LUN as an array does (its ``size``, holding the SAN's lock) and drives the hosts.
+LUN as an array does (its ``size``, holding the SAN's lock) and drives the hosts; it changes what a host has
+(a path down, a map's name, another PV in the VG) through the SAN, as an operator would on a real one.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from pytest_mock import MockerFixture
 
 from remotehands.errors import DeviceRefused, InvalidRequest, VerificationFailed
 from remotehands.inventory.models import LunUse
 from remotehands.lab.bmc_sim import CommandLog
-from remotehands.lab.san import GiB, San, SanLun
+from remotehands.lab.san import GiB, MiB, San, SanLun
 from remotehands.lab.ssh_host import SshHosts
 from remotehands.ssh.client import HostSsh
 from remotehands.ssh.keys import PinnedKey
@@ -68,10 +70,10 @@ class Lab:
         return [line for line in lines if line["command"] == command]
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
+@contextmanager
+def running_lab(tmp_path: Path, friendly_names: set[str] | None = None) -> Iterator[Lab]:
     hosts = SshHosts(PASSWORD, command_log=CommandLog(tmp_path / "log.jsonl"), boot_delay=0.01)
-    san = hosts.san = San()
+    san = hosts.san = San(friendly_names=friendly_names or set())
     for i, name in enumerate(KIND):
         hosts.add_host(name, KIND[name], serial=f"LAB09{i}")
     san.add_lun(VMFS, 100 * GiB, DS.hosts)
@@ -87,6 +89,12 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         yield Lab(hosts, san, tmp_path / "log.jsonl")
     finally:
         hosts.stop()
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    with running_lab(tmp_path) as started:
+        yield started
 
 
 def look(lab: Lab, host: str, naa: str, use: LunUse) -> hostside.HostView:
@@ -250,8 +258,11 @@ def test_the_lab_tools_refuse_as_the_real_ones_do(lab: Lab) -> None:
         ssh.run("sudo tee /sys/block/sdb/device/rescan", stdin=b"1\n")
         half = ssh.run(f"sudo multipathd resize map {wwid}")  # sdc still shows the old size
         assert (half.exit_status, half.stdout) == (1, "fail\n")
-        shown = ssh.run("df -B1 /srv/xfs/sub").stdout.splitlines()[-1].split()
-        assert shown[0] == f"/dev/mapper/3{XFS[4:]}" and shown[-1] == "/srv/xfs"
+        wrapped = ssh.run("df -B1 /srv/xfs/sub").stdout.splitlines()  # a long name on a line of its own
+        assert wrapped[1] == f"/dev/mapper/3{XFS[4:]}" and wrapped[2].split()[-1] == "/srv/xfs"
+        posix = [line.split() for line in ssh.run("df -P -B1 /srv/xfs/sub").stdout.splitlines()]
+        assert posix[0] == ["Filesystem", "1-blocks", "Used", "Available", "Capacity", "Mounted", "on"]
+        assert len(posix) == 2 and posix[1][0] == f"/dev/mapper/3{XFS[4:]}" and posix[1][-1] == "/srv/xfs"
     with lab.ssh("lin-b") as ssh:
         assert ssh.run("findmnt /srv/data").exit_status == 1
         assert ssh.run("df -B1 /srv/data").stdout.splitlines()[-1].endswith(" /")  # the directory, on /
@@ -277,3 +288,128 @@ def test_the_lab_tools_refuse_as_the_real_ones_do(lab: Lab) -> None:
             255,
             "Error: Can't have a partition outside the disk!\n",
         )
+
+
+def test_linux_maps_named_mpathn_or_by_an_alias_are_used_by_their_name(tmp_path: Path) -> None:
+    wwid = "3" + LVM[4:]
+    with running_lab(tmp_path, friendly_names={"lin-a"}) as lab:
+        lab.san.alias_map(LVM, "lin-b", "data_pv")  # multipath.conf: multipaths { multipath { alias ...
+        with lab.ssh("lin-a") as ssh:
+            assert ssh.run(f"sudo multipath -ll {wwid}").stdout.splitlines()[0] == (
+                f"mpatha ({wwid}) dm-0 LAB,VIRTUAL-LUN"
+            )
+            lab.grow_lun(LVM, 150 * GiB)
+            for disk in ("sdb", "sdc"):
+                ssh.run(f"sudo tee /sys/block/{disk}/device/rescan", stdin=b"1\n")
+            by_wwid = ssh.run(f"sudo multipathd resize map {wwid}")  # multipathd finds a map by its name
+            assert (by_wwid.exit_status, by_wwid.stdout) == (1, "fail\n")
+            assert ssh.run(f"sudo blockdev --getsize64 /dev/mapper/{wwid}").exit_status == 1
+        assert look(lab, "lin-a", XFS, XFS_USE).where == "/srv/xfs (xfs on /dev/mapper/mpathb)"
+        assert look(lab, "lin-b", LVM, DATA).device_size == 100 * GiB
+        for host in DATA.hosts:
+            assert rescan(lab, host, LVM) == 150 * GiB, host
+        said = grow(lab, "lin-a", LVM, DATA)
+        assert "PV 100.0 GiB -> 150.0 GiB" in said and "LV 100.0 GiB -> 150.0 GiB" in said, said
+        lab.grow_lun(XFS, 60 * GiB)
+        assert rescan(lab, "lin-a", XFS) == 60 * GiB
+        said = grow(lab, "lin-a", XFS, XFS_USE)
+        assert said.startswith("/srv/xfs (xfs on /dev/mapper/mpathb) grown from 49.9 GiB to 59.9 GiB"), said
+        resized = [(e["host"], e["naa"]) for e in lab.events("multipath_resize")]
+        assert resized == [("lin-a", LVM), ("lin-b", LVM), ("lin-a", XFS)]
+
+
+def test_linux_rescan_leaves_out_a_failed_path_and_says_so(lab: Lab) -> None:
+    lab.san.fail_path(LVM, "lin-a", "sdc")
+    with lab.ssh("lin-a") as ssh:
+        assert ssh.run(f"sudo multipath -ll 3{LVM[4:]}").stdout.splitlines()[4:] == [
+            "`-+- policy='service-time 0' prio=0 status=enabled",
+            "  `- 4:0:0:0 sdc 8:32 failed faulty offline",
+        ]
+        dead = ssh.run("sudo tee /sys/block/sdc/device/rescan", stdin=b"1\n")
+        assert (dead.exit_status, dead.stderr) == (1, "tee: /sys/block/sdc/device/rescan: No such device\n")
+    lab.grow_lun(LVM, 150 * GiB)
+    assert rescan(lab, "lin-a", LVM) == 150 * GiB
+    assert [e["path"] for e in lab.events("lun_rescan")] == ["sdb"]
+    where = "/srv/data (ext4 on vg_data/lv_data; path sdc failed faulty offline, skipped)"
+    assert look(lab, "lin-a", LVM, DATA).where == where
+    said = grow(lab, "lin-a", LVM, DATA)
+    assert said.startswith(f"{where} grown from 98.4 GiB to 147.7 GiB"), said
+    lab.san.fail_path(LVM, "lin-a", "sdb")
+    with pytest.raises(DeviceRefused) as down:
+        rescan(lab, "lin-a", LVM)
+    assert f"no path of multipath map 3{LVM[4:]} (LUN {LVM}) is active ready running: sdb failed faulty " in (
+        str(down.value)
+    )
+
+
+def test_lvextend_takes_the_free_extents_of_the_luns_pv_only(lab: Lab) -> None:
+    lab.san.extend_vg(LVM, "/dev/sdz", 10 * GiB)  # a local disk in the VG: 2559 free extents not on the LUN
+    assert grow(lab, "lin-a", LVM, DATA).endswith("nothing to grow")
+    lab.grow_lun(LVM, 150 * GiB)
+    rescan(lab, "lin-a", LVM)
+    said = grow(lab, "lin-a", LVM, DATA)
+    assert "LV 100.0 GiB -> 150.0 GiB" in said, said
+    assert grow(lab, "lin-a", LVM, DATA).endswith("nothing to grow")
+    assert len(lab.events("lv_extend")) == 1
+    with lab.ssh("lin-a") as ssh:
+        other = ssh.run("sudo pvs --noheadings -o pv_pe_count,pv_pe_alloc_count /dev/sdz")
+        assert other.stdout.split() == ["2559", "0"]
+        vg = ssh.run("sudo vgs --noheadings -o pv_count,vg_free_count vg_data")
+        assert vg.stdout.split() == ["2", "2559"]
+        stranger = ssh.run("sudo lvextend -l +100%PVS vg_data/lv_data /dev/sdq")
+        assert (stranger.exit_status, stranger.stderr) == (
+            5,
+            '  Physical Volume "/dev/sdq" not found in Volume Group "vg_data".\n',
+        )
+        free = ssh.run(f"sudo lvextend -l +100%FREE vg_data/lv_data /dev/mapper/3{LVM[4:]}")
+        assert free.exit_status == 5 and "2559 extents needed, but only 0 available" in free.stderr
+
+
+def test_pvresize_with_a_second_metadata_area_is_idempotent(lab: Lab) -> None:
+    naa, use = "naa.60000970000197900123533030314142", LunUse(hosts=("lin-a",), mount="/srv/mda", lv="vg/lv")
+    lab.san.add_lun(naa, 20 * GiB, use.hosts)
+    lab.san.format_linux(naa, "ext4", "/srv/mda", lv="vg/lv", metadata_copies=2)
+    # 1 MiB over whole extents: the device could hold one more extent but for the metadata area at its end
+    lab.grow_lun(naa, 30 * GiB + MiB)
+    rescan(lab, "lin-a", naa)
+    said = grow(lab, "lin-a", naa, use)
+    assert "PV 20.0 GiB -> 30.0 GiB; LV 20.0 GiB -> 30.0 GiB; ext4 grown" in said, said
+    again = grow(lab, "lin-a", naa, use)
+    assert again.endswith("nothing to grow"), again
+    assert len(lab.events("pvresize")) == 2 and len(lab.events("pv_resize")) == 1  # run twice, grown once
+
+
+def test_slow_commands_wait_longer(lab: Lab, mocker: MockerFixture) -> None:
+    spy = mocker.spy(HostSsh, "run")
+    for naa, size in ((VMFS, 150 * GiB), (LVM, 150 * GiB), (XFS, 60 * GiB)):
+        lab.grow_lun(naa, size)
+    for host, naa, use in (("esx-a", VMFS, DS), ("lin-a", LVM, DATA), ("lin-a", XFS, XFS_USE)):
+        rescan(lab, host, naa)
+        grow(lab, host, naa, use)
+    with lab.ssh("esx-b") as ssh:
+        hostside.refresh(ssh, "esxi", VMFS, DS)
+
+    def waits(part: str) -> set[float]:
+        return {call.kwargs["timeout"] for call in spy.call_args_list if part in call.args[1]}
+
+    rescans = ("adapter rescan", "/device/rescan", "multipathd resize", "vmkfstools -V")
+    grows = ("partedUtil resize", "vmkfstools --growfs", "pvresize", "lvextend", "resize2fs", "xfs_growfs")
+    for part in rescans:
+        assert waits(part) == {600.0}, part
+    for part in grows:
+        assert waits(part) == {1800.0}, part
+    assert waits("blockdev") == waits("multipath -ll") == waits("findmnt") == {60.0}
+
+
+def test_esxi_grow_finishes_a_grow_that_stopped_after_the_partition_resize(lab: Lab) -> None:
+    size = 100 * GiB + 256 * MiB
+    lab.grow_lun(VMFS, size)
+    rescan(lab, "esx-a", VMFS)
+    with lab.ssh("esx-a") as ssh:  # an earlier grow resized the partition, then its worker died
+        resized = ssh.run(f"partedUtil resize /vmfs/devices/disks/{VMFS} 1 2048 {size // 512 - 34}")
+        assert resized.exit_status == 0, resized.stderr
+    said = grow(lab, "esx-a", VMFS, DS)
+    assert said.startswith("datastore ds-ontap-01 grown from 100.0 GiB to 100.2 GiB"), said
+    assert look(lab, "esx-a", VMFS, DS).fs_size == size - MiB_FOR_GPT
+    assert len(lab.events("partition_resize")) == 1 and len(lab.events("vmfs_grow")) == 1
+    assert grow(lab, "esx-a", VMFS, DS).endswith("nothing to grow")

@@ -130,15 +130,26 @@ def test_storage_shrink_and_equal_size_refused_before_any_change(
     assert _resizes(lab, array) == resizes
 
 
-def test_storage_not_enough_free_space_refused_with_the_numbers(rt: Runtime, lab: LabInfo) -> None:
-    name, size = _lun(rt, "san-ontap-01")
-    resizes = _resizes(lab, "san-ontap-01")
-    [job_id] = run_ticket(rt, _ticket(rt, "san-ontap-01", {"lun": name, "size": "10T"}))
+@pytest.mark.parametrize(
+    ("array", "container"),
+    [
+        ("san-ontap-01", "volume vol_esx01 (aggregate aggr1) has"),
+        ("san-pure-01", "array san-pure-01 has"),
+        ("san-pstore-01", "appliance A1 of san-pstore-01 has"),
+    ],
+)
+def test_storage_not_enough_free_space_refused_with_the_numbers(
+    rt: Runtime, lab: LabInfo, array: str, container: str
+) -> None:
+    name, size = _lun(rt, array)
+    resizes = _resizes(lab, array)
+    [job_id] = run_ticket(rt, _ticket(rt, array, {"lun": name, "size": "10T"}))
     state, reason, _ = _job(rt, job_id)
     assert state == "failed", reason
-    assert "needs" in reason and "GiB free" in reason and "vol_esx01" in reason, reason
-    assert _lun(rt, "san-ontap-01") == (name, size)
-    assert _resizes(lab, "san-ontap-01") == resizes
+    grow = (10 * 1024**4 - size) // GiB
+    assert f"needs {grow} GiB but {container}" in reason and "GiB free" in reason, reason
+    assert _lun(rt, array) == (name, size)
+    assert _resizes(lab, array) == resizes
 
 
 def test_storage_intake_names_the_bad_field(rt: Runtime) -> None:

@@ -4,9 +4,10 @@ commands that rescan a grown LUN and grow what sits on it, printing what the rea
 ESXi (as root; this module): ``esxcli storage core adapter rescan --all | --adapter vmhbaN``, ``esxcli
 storage core device list [-d naa.X]`` (Size in MB), ``esxcli storage filesystem list`` and ``rescan``,
 ``esxcli storage vmfs extent list``, ``partedUtil getptbl | getUsableSectors | resize`` on
-``/vmfs/devices/disks/naa.X``, ``vmkfstools --growfs DEV:P DEV:P`` and ``vmkfstools -V``, as VMware KB 2002461 (growing a VMFS datastore
-from the command line) uses them. Linux (``remotehands.lab.ssh_storage_linux`` and ``ssh_storage_lvm``, on
-the helpers here): multipath, multipathd, the sysfs rescan through ``tee``, blockdev, the LVM commands,
+``/vmfs/devices/disks/naa.X``, ``vmkfstools --growfs DEV:P DEV:P`` and ``vmkfstools -V``, as VMware KB
+2002461 (growing a VMFS datastore from the command line) uses them. Linux
+(``remotehands.lab.ssh_storage_linux`` and ``ssh_storage_lvm``, on the helpers here: the LUNs a host sees, its
+block devices): multipath, multipathd, the sysfs rescan through ``tee``, blockdev, the LVM commands,
 resize2fs, xfs_growfs, findmnt and df.
 
 A host reads a LUN's new size only when it rescans (``san.LunOnHost``). The host fault ``san_rescan_fails``
@@ -19,12 +20,13 @@ every command, a command that changes something logs what it changed, as an even
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from remotehands.lab.san import GPT_TAIL, MiB, SanLun, vmfs_capacity
 
 if TYPE_CHECKING:
-    from remotehands.lab.san import LunOnHost
+    from remotehands.lab.san import LunOnHost, ScsiPath
     from remotehands.lab.ssh_commands import Exec, Handler
 
 FAULT = "san_rescan_fails"
@@ -77,6 +79,41 @@ def _device(ctx: Exec, name: str) -> tuple[SanLun, LunOnHost] | None:
     for prefix in DISKS:
         name = name.removeprefix(prefix)
     return next(((lun, seen) for lun, seen in visible(ctx) if lun.naa == name), None)
+
+
+@dataclass
+class Device:
+    """A block device of a Linux host: a LUN's multipath map, one of its paths, or its LV."""
+
+    lun: SanLun
+    seen: LunOnHost
+    path: ScsiPath | None = None
+    lv: bool = False
+
+    @property
+    def size(self) -> int:
+        if self.path is not None:
+            return self.path.size
+        if self.lv and self.lun.fs is not None and self.lun.fs.lvm is not None:
+            return self.lun.fs.lvm.lv_size
+        return self.seen.size
+
+
+def device(ctx: Exec, name: str) -> Device | None:
+    """The device ``name`` (/dev/mapper/MAP, /dev/dm-N, /dev/sdX, /dev/mapper/VG-LV, /dev/VG/LV) if this
+    host has it; a map is /dev/mapper/ under its name only (no WWID link for a map named otherwise). Call
+    holding ``san_lock``."""
+    bare = name.removeprefix("/dev/mapper/").removeprefix("/dev/")
+    for lun, seen in visible(ctx):
+        if bare in (seen.name, seen.dm):
+            return Device(lun, seen)
+        for path in seen.paths:
+            if bare == path.name:
+                return Device(lun, seen, path)
+        lvm = lun.fs.lvm if lun.fs is not None and lun.fs.active_host == ctx.host.name else None
+        if lvm is not None and bare in (lvm.dm_name, f"{lvm.vg}/{lvm.lv}"):
+            return Device(lun, seen, lv=True)
+    return None
 
 
 def esxcli_storage(ctx: Exec) -> int:

@@ -1,13 +1,15 @@
 """What the lab's Linux hosts answer about their SAN LUNs (``remotehands.lab.san``), as multipath-tools,
-the kernel's sysfs, util-linux, LVM2, e2fsprogs, xfsprogs and coreutils print it.
+the kernel's sysfs, util-linux, LVM2 (``ssh_storage_lvm``), e2fsprogs, xfsprogs and coreutils print it.
 
-``multipath -ll [MAP]``; ``multipathd resize map MAP`` (``ok``, or ``fail`` unless every path shows one new
-size); ``tee /sys/class/scsi_device/H:C:T:L/device/rescan`` (or ``/sys/block/sdX/device/rescan``): a write
-rescans that path; ``blockdev --getsize64 DEV``; ``pvresize``, ``pvs``/``vgs``/``lvs`` (``-o``, ``--units``,
-``--nosuffix``, ``--noheadings``, ``--separator``), ``lvextend -l +N|+P%FREE``; ``resize2fs DEV``,
-``xfs_growfs [-d] MOUNT``; ``findmnt`` and ``df`` over the host's mounts (its own ``/`` on /dev/sda2 and the
-filesystems mounted on it from LUNs). Everything but findmnt and df wants root (``sudo``). The LV of an
-active/passive pair is active, and its device present, only on the host it is mounted on.
+``multipath -ll [MAP]`` (MAP: the map's name, WWID or dm-N; first line ``NAME (WWID) dm-N VENDOR,PRODUCT`` for
+a map named mpathN or by an alias, ``WWID dm-N ...`` for one named by its WWID; a path that is down ``failed
+faulty offline``); ``multipathd resize map MAP`` (MAP: the name or dm-N, as multipathd finds maps; ``ok``, or
+``fail`` unless every live path shows one new size); ``tee /sys/class/scsi_device/H:C:T:L/device/rescan``
+(or ``/sys/block/sdX/device/rescan``): a write rescans that path, or fails for a path that is down;
+``blockdev --getsize64 DEV``; ``resize2fs DEV``, ``xfs_growfs [-d] MOUNT``; ``findmnt`` and ``df [-P] [-B1]``
+over the host's mounts (its own ``/`` on /dev/sda2 and those from LUNs). Everything but findmnt and df wants
+root (``sudo``). The LV of an active/passive pair is active, and its device present, only on the host it is
+mounted on.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from remotehands.lab.san import FS_BLOCK, SanLun
-from remotehands.lab.ssh_storage import FAULT, san_lock, visible
+from remotehands.lab.ssh_storage import FAULT, device, san_lock, visible
 from remotehands.lab.ssh_storage_lvm import LVM
 
 if TYPE_CHECKING:
@@ -38,49 +40,15 @@ class Mount:
     lun: SanLun | None = None
 
 
-@dataclass
-class Device:
-    """A block device of the host: a LUN's multipath map, one of its paths, or its LV."""
-
-    lun: SanLun
-    seen: LunOnHost
-    path: ScsiPath | None = None
-    lv: bool = False
-
-    @property
-    def size(self) -> int:
-        if self.path is not None:
-            return self.path.size
-        if self.lv and self.lun.fs is not None and self.lun.fs.lvm is not None:
-            return self.lun.fs.lvm.lv_size
-        return self.seen.size
-
-
 def mounts(ctx: Exec) -> list[Mount]:
     """The host's mounts: its root filesystem, then what it mounts from LUNs. Call holding ``san_lock``."""
     found = [Mount(*ROOT_FS)]
-    for lun, _ in visible(ctx):
+    for lun, seen in visible(ctx):
         fs = lun.fs
         if fs is not None and fs.active_host == ctx.host.name:
-            source = f"/dev/mapper/{fs.lvm.dm_name if fs.lvm else lun.wwid}"
+            source = f"/dev/mapper/{fs.lvm.dm_name if fs.lvm else seen.name}"
             found.append(Mount(source, fs.mount, fs.fstype, fs.size, fs.used, lun))
     return found
-
-
-def device(ctx: Exec, name: str) -> Device | None:
-    """The device ``name`` (/dev/mapper/WWID, /dev/dm-N, /dev/sdX, /dev/mapper/VG-LV, /dev/VG/LV) if this
-    host has it. Call holding ``san_lock``."""
-    bare = name.removeprefix("/dev/mapper/").removeprefix("/dev/")
-    for lun, seen in visible(ctx):
-        if bare in (lun.wwid, seen.dm):
-            return Device(lun, seen)
-        for path in seen.paths:
-            if bare == path.name:
-                return Device(lun, seen, path)
-        lvm = lun.fs.lvm if lun.fs is not None and lun.fs.active_host == ctx.host.name else None
-        if lvm is not None and bare in (lvm.dm_name, f"{lvm.vg}/{lvm.lv}"):
-            return Device(lun, seen, lv=True)
-    return None
 
 
 # -- multipath and the sysfs rescan --------------------------------------------------------------------------
@@ -103,16 +71,23 @@ def _multipath(ctx: Exec) -> int:
     wanted = [a for a in ctx.args if not a.startswith("-")]
     lines: list[str] = []
     with san_lock(ctx):
-        maps = [(lun, seen) for lun, seen in visible(ctx) if not wanted or _is_map(lun, seen, wanted[0])]
+        maps = [
+            (lun, seen)
+            for lun, seen in visible(ctx)
+            if not wanted or _is_map(seen, wanted[0]) or wanted[0] == lun.wwid
+        ]
         for lun, seen in maps:
             first, second = seen.paths
+            named = seen.name if seen.name == lun.wwid else f"{seen.name} ({lun.wwid})"
+            # a group whose path is down has priority 0, and the active one is the other
+            active = first.failed and not second.failed
             lines += [
-                f"{lun.wwid} {seen.dm} LAB,VIRTUAL-LUN",
+                f"{named} {seen.dm} LAB,VIRTUAL-LUN",
                 f"size={_human(seen.size)} features='1 queue_if_no_path' hwhandler='1 alua' wp=rw",
-                "|-+- policy='service-time 0' prio=50 status=active",
-                f"| `- {first.hctl} {first.name} {first.devno} active ready running",
-                "`-+- policy='service-time 0' prio=10 status=enabled",
-                f"  `- {second.hctl} {second.name} {second.devno} active ready running",
+                f"|-+- policy='service-time 0' prio={0 if first.failed else 50} {_status(not active)}",
+                f"| `- {first.hctl} {first.name} {first.devno} {_state(first)}",
+                f"`-+- policy='service-time 0' prio={0 if second.failed else 10} {_status(active)}",
+                f"  `- {second.hctl} {second.name} {second.devno} {_state(second)}",
             ]
     if wanted and not lines:
         return 1  # a map this host does not have: multipath prints nothing
@@ -120,8 +95,18 @@ def _multipath(ctx: Exec) -> int:
     return 0
 
 
-def _is_map(lun: SanLun, seen: LunOnHost, name: str) -> bool:
-    return name.removeprefix("/dev/mapper/").removeprefix("/dev/") in (lun.wwid, seen.dm)
+def _status(active: bool) -> str:
+    return f"status={'active' if active else 'enabled'}"
+
+
+def _state(path: ScsiPath) -> str:
+    """The path's device-mapper, checker and SCSI device states."""
+    return "failed faulty offline" if path.failed else "active ready running"
+
+
+def _is_map(seen: LunOnHost, name: str) -> bool:
+    """Whether ``name`` is the map's name or its dm-N, how multipathd looks a map up."""
+    return name.removeprefix("/dev/mapper/").removeprefix("/dev/") in (seen.name, seen.dm)
 
 
 def _multipathd(ctx: Exec) -> int:
@@ -133,8 +118,9 @@ def _multipathd(ctx: Exec) -> int:
         ctx.out("permission deny: need to be root")
         return 1
     with san_lock(ctx):
-        found = next(((lun, seen) for lun, seen in visible(ctx) if _is_map(lun, seen, words[2])), None)
-        sizes = {path.size for path in found[1].paths} if found is not None else set()
+        found = next(((lun, seen) for lun, seen in visible(ctx) if _is_map(seen, words[2])), None)
+        # a path that is down keeps its old size; multipathd reads the size of the paths that are up
+        sizes = {p.size for p in found[1].paths if not p.failed} if found is not None else set()
         if found is None or len(sizes) != 1:
             ctx.out("fail")  # multipathd logs why (no such map; paths of different sizes) to its journal
             return 1
@@ -168,7 +154,8 @@ def _tee(ctx: Exec) -> int:
     for file in files:
         with san_lock(ctx):
             found = _rescan_target(ctx, file)
-            if found is not None and ctx.root and FAULT not in ctx.host.faults:
+            down = found is not None and found[1].failed
+            if found is not None and ctx.root and FAULT not in ctx.host.faults and not down:
                 lun, path = found
                 path.size = lun.size
                 rescanned.append({"naa": lun.naa, "path": path.name, "size": lun.size})
@@ -176,7 +163,7 @@ def _tee(ctx: Exec) -> int:
             code = ctx.fail(f"tee: {file}: No such file or directory")
         elif not ctx.root:
             code = ctx.fail(f"tee: {file}: Permission denied")
-        elif FAULT in ctx.host.faults:
+        elif FAULT in ctx.host.faults or down:
             code = ctx.fail(f"tee: {file}: No such device")
     for event in rescanned:
         ctx.lab.log(ctx.host, "lun_rescan", **event)
@@ -190,10 +177,13 @@ def _blockdev(ctx: Exec) -> int:
     with san_lock(ctx):
         found = device(ctx, name)
         size = found.size if found is not None else None
+        down = found is not None and found.path is not None and found.path.failed
     if size is None:
         return ctx.fail(f"blockdev: cannot open {name}: No such file or directory")
     if not ctx.root:
         return ctx.fail(f"blockdev: cannot open {name}: Permission denied")
+    if down:
+        return ctx.fail(f"blockdev: cannot open {name}: No such device or address")
     ctx.out(str(size if ctx.args[0] == "--getsize64" else size // 512))
     return 0
 
@@ -335,44 +325,39 @@ def _column(mount: Mount, column: str) -> str:
 
 
 def _df(ctx: Exec) -> int:
-    block = 1024
-    paths = []
+    """``df [-P] [-B1] [PATH...]``. Without -P a device name longer than 20 characters takes a line of its own
+    and its numbers go on the next, as coreutils before 8.11 print it (RHEL 6); -P (POSIX) keeps each
+    filesystem on one line and says ``1-blocks`` and ``Capacity``."""
+    block, posix, paths = 1024, False, []
     for arg in ctx.args:
         if arg in ("-B1", "--block-size=1", "-B", "1"):
             block = 1 if arg != "-B" else block
+        elif arg in ("-P", "--portability"):
+            posix = True
         elif arg.startswith("-"):
             return ctx.fail(f"df: unrecognized option '{arg}'")
         else:
             paths.append(arg)
     with san_lock(ctx):
         found = mounts(ctx)
-    if paths:
-        chosen = []
-        for path in paths:
-            if not path.startswith("/"):
-                return ctx.fail(f"df: {path}: No such file or directory")
-            # the mount that holds path: a directory nothing is mounted on is on /
-            chosen.append(max((m for m in found if _under(path, m.target)), key=lambda m: len(m.target)))
-        found = chosen
-    rows = [
-        ["Filesystem", "1B-blocks" if block == 1 else "1K-blocks", "Used", "Available", "Use%", "Mounted on"]
-    ]
+    if relative := [p for p in paths if not p.startswith("/")]:
+        return ctx.fail(f"df: {relative[0]}: No such file or directory")
+    if paths:  # the mount that holds each path: a directory nothing is mounted on is on /
+        found = [max((m for m in found if _under(p, m.target)), key=lambda m: len(m.target)) for p in paths]
+    size = f"{block}-blocks" if posix else ("1B-blocks" if block == 1 else "1K-blocks")
+    rows = [["Filesystem", size, "Used", "Available", "Capacity" if posix else "Use%", "Mounted on"]]
     for m in found:
         use = math.ceil(m.used * 100 / m.size) if m.size else 0
-        rows.append(
-            [
-                m.source,
-                str(m.size // block),
-                str(m.used // block),
-                str((m.size - m.used) // block),
-                f"{use}%",
-                m.target,
-            ]
-        )
+        blocks = (m.size // block, m.used // block, (m.size - m.used) // block)
+        rows.append([m.source, *(str(n) for n in blocks), f"{use}%", m.target])
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    widths[0] = widths[0] if posix else 20  # the Filesystem column without -P
     for r in rows:
-        cells = [r[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(r[1:5], widths[1:], strict=True)), r[5]]
-        ctx.out(" ".join(cells))
+        name, cells = r[0], [c.rjust(w) for c, w in zip(r[1:5], widths[1:], strict=True)]
+        if len(name) > widths[0]:
+            ctx.out(name)
+            name = ""
+        ctx.out(" ".join([name.ljust(widths[0]), *cells, r[5]]))
     return 0
 
 

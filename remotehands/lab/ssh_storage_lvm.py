@@ -1,5 +1,8 @@
 """LVM2 as the lab's Linux hosts run it on their SAN LUNs (``remotehands.lab.san.Lvm``): ``pvresize``,
-``lvextend`` and the reports ``pvs``, ``vgs``, ``lvs``.
+``lvextend -l [+]N[%FREE|%VG|%PVS] | -L [+]SIZE LV [PV...]`` (allocating on the PVs named, or on any of the
+VG's; ``%PVS`` is of the free extents of the PVs named) and the reports ``pvs``, ``vgs``, ``lvs``. A PV is
+named as the host names the device: the LUN's ``/dev/mapper/MAP`` (the host's name of the multipath map),
+another PV of the VG by its own name.
 
 The reports take ``-o``/``--options`` (fields by their full name, or without the report's prefix; ``+`` adds
 to the default ones), ``--units`` (``b`` bytes, ``h`` the default human ones, or ``k``/``m``/``g``/``t``),
@@ -32,7 +35,7 @@ _HEADINGS = {
     "vg_free_count": "Free", "lv_name": "LV", "lv_attr": "Attr", "lv_size": "LSize", "lv_path": "Path",
     "lv_dm_path": "DMPath", "pool_lv": "Pool", "origin": "Origin", "data_percent": "Data%",
     "metadata_percent": "Meta%", "move_pv": "Move", "mirror_log": "Log", "copy_percent": "Cpy%Sync",
-    "convert_lv": "Convert",
+    "convert_lv": "Convert", "pv_mda_count": "#PMda",
 }  # fmt: skip
 _SIZES = {"pv_size", "pv_free", "dev_size", "pe_start", "vg_extent_size", "vg_size", "vg_free", "lv_size"}
 _DEFAULTS = {
@@ -74,16 +77,39 @@ def _stacks(ctx: Exec) -> list[tuple[SanLun, LunOnHost, Lvm]]:
     return [(lun, seen, lun.fs.lvm) for lun, seen in visible(ctx) if lun.fs is not None and lun.fs.lvm]
 
 
+def _pv_name(seen: LunOnHost) -> str:
+    """The LUN's PV as this host names it: its multipath map."""
+    return f"/dev/mapper/{seen.name}"
+
+
+def _rows(ctx: Exec, kind: str) -> list[Row]:
+    """The report's rows: one a PV (pvs), else one a VG and its LV. Call holding ``san_lock``."""
+    rows = []
+    for lun, seen, lvm in _stacks(ctx):
+        row = _row(ctx, lun, seen, lvm)
+        rows.append(row)
+        for other in lvm.others if kind == "pv" else []:
+            ext, free = lvm.extent_size, other.pe_count - other.alloc
+            rows.append(
+                row
+                | {"pv_name": other.name, "pv_size": other.pe_count * ext, "pv_free": free * ext,
+                   "dev_size": other.pe_count * ext + lvm.pe_start, "pv_pe_count": other.pe_count,
+                   "pv_pe_alloc_count": other.alloc, "pv_mda_count": 1}
+            )  # fmt: skip
+    return rows
+
+
 def _row(ctx: Exec, lun: SanLun, seen: LunOnHost, lvm: Lvm) -> Row:
-    """Every field of the PV, its VG and its LV."""
+    """Every field of the LUN's PV, its VG and its LV."""
     active = lun.fs is not None and lun.fs.active_host == ctx.host.name
     return {
-        "pv_name": f"/dev/mapper/{lun.wwid}", "vg_name": lvm.vg, "pv_fmt": "lvm2", "pv_attr": "a--",
-        "pv_size": lvm.pe_count * lvm.extent_size, "pv_free": lvm.free_extents * lvm.extent_size,
+        "pv_name": _pv_name(seen), "vg_name": lvm.vg, "pv_fmt": "lvm2", "pv_attr": "a--",
+        "pv_size": lvm.pe_count * lvm.extent_size, "pv_free": lvm.pv_free * lvm.extent_size,
         "dev_size": seen.size, "pe_start": lvm.pe_start, "pv_pe_count": lvm.pe_count,
-        "pv_pe_alloc_count": lvm.lv_extents, "vg_extent_size": lvm.extent_size, "pv_count": 1, "lv_count": 1,
-        "snap_count": 0, "vg_attr": "wz--n-", "vg_size": lvm.pe_count * lvm.extent_size,
-        "vg_free": lvm.free_extents * lvm.extent_size, "vg_extent_count": lvm.pe_count,
+        "pv_pe_alloc_count": lvm.pv_alloc, "pv_mda_count": 2 if lvm.mda_tail else 1,
+        "vg_extent_size": lvm.extent_size, "pv_count": 1 + len(lvm.others), "lv_count": 1,
+        "snap_count": 0, "vg_attr": "wz--n-", "vg_size": lvm.vg_extents * lvm.extent_size,
+        "vg_free": lvm.free_extents * lvm.extent_size, "vg_extent_count": lvm.vg_extents,
         "vg_free_count": lvm.free_extents, "lv_name": lvm.lv,
         "lv_attr": "-wi-ao----" if active else "-wi-------", "lv_size": lvm.lv_size,
         "lv_path": f"/dev/{lvm.vg}/{lvm.lv}", "lv_dm_path": f"/dev/mapper/{lvm.dm_name}",
@@ -129,7 +155,7 @@ def _report(kind: str, select: Callable[[Exec, list[str], list[Row]], list[Row] 
         if not ctx.root:
             return lvm_denied(ctx)
         with san_lock(ctx):
-            rows = select(ctx, names, [_row(ctx, *stack) for stack in _stacks(ctx)])
+            rows = select(ctx, names, _rows(ctx, kind))
         if isinstance(rows, str):
             return ctx.fail(rows, 5)
         table = [[_cell(row[f], f, units, suffix) for f in fields] for row in rows]
@@ -165,7 +191,7 @@ def _cell(value: int | str, field: str, units: str, suffix: bool) -> str:
 def _select_pvs(ctx: Exec, names: list[str], rows: list[Row]) -> list[Row] | str:
     chosen = []
     for name in names:
-        found = [r for r in rows if r["pv_name"] == f"/dev/mapper/{name.removeprefix('/dev/mapper/')}"]
+        found = [r for r in rows if r["pv_name"] in (name, f"/dev/mapper/{name}")]
         if not found:
             return f'  Failed to find physical volume "{name}".'
         chosen += found
@@ -203,14 +229,7 @@ def _pvresize(ctx: Exec) -> int:
         return lvm_denied(ctx)
     name = names[0]
     with san_lock(ctx):
-        found = next(
-            (
-                (lun, seen, lvm)
-                for lun, seen, lvm in _stacks(ctx)
-                if name.removeprefix("/dev/mapper/") == lun.wwid
-            ),
-            None,
-        )
+        found = next(((lun, seen, lvm) for lun, seen, lvm in _stacks(ctx) if _pv_name(seen) == name), None)
         if found is None:
             return ctx.fail(
                 f'  Failed to find physical volume "{name}".\n'
@@ -218,10 +237,11 @@ def _pvresize(ctx: Exec) -> int:
                 5,
             )
         lun, seen, lvm = found
-        extents = (seen.size - lvm.pe_start) // lvm.extent_size
-        if extents < lvm.lv_extents:
+        # the second metadata area, if any, moves to the device's new end
+        extents = (seen.size - lvm.pe_start - lvm.mda_tail) // lvm.extent_size
+        if extents < lvm.pv_alloc:
             return ctx.fail(
-                f"  {name}: cannot resize to {extents} extents as {lvm.lv_extents} are allocated.\n"
+                f"  {name}: cannot resize to {extents} extents as {lvm.pv_alloc} are allocated.\n"
                 "  0 physical volume(s) resized or updated / 1 physical volume(s) not resized",
                 5,
             )
@@ -247,18 +267,22 @@ def _lvextend(ctx: Exec) -> int:
             return ctx.fail(f"lvextend: option {arg} is not simulated", 3)
         else:
             names.append(arg)
-    if len(names) != 1 or (extents is None) == (size is None):
+    if not names or (extents is None) == (size is None):
         return ctx.fail("  Please specify either size or extents but not both, and one logical volume.", 3)
     if not ctx.root:
         return lvm_denied(ctx)
-    name = names[0]
+    name, pvs = names[0], names[1:]
     with san_lock(ctx):
         found = next((s for s in _stacks(ctx) if _names_lv(s[2], name)), None)
         if found is None:
             return ctx.fail(f'  Failed to find logical volume "{name.removeprefix("/dev/")}"', 5)
-        lun, _, lvm = found
+        lun, seen, lvm = found
+        places = _places(seen, lvm)
+        if missing := [pv for pv in pvs if pv not in places]:
+            return ctx.fail(f'  Physical Volume "{missing[0]}" not found in Volume Group "{lvm.vg}".', 5)
+        allowed = {pv: free for pv, free in places.items() if not pvs or pv in pvs}
         current = lvm.lv_extents
-        wanted = _wanted_extents(lvm, extents, size)
+        wanted = _wanted_extents(lvm, extents, size, sum(allowed.values()))
         if wanted is None:
             return ctx.fail(
                 f"  Invalid argument for {'--extents' if extents else '--size'}: {extents or size}", 3
@@ -269,13 +293,13 @@ def _lvextend(ctx: Exec) -> int:
             return ctx.fail(
                 f"  New size given ({wanted} extents) not larger than existing size ({current} extents).", 5
             )
-        if wanted - current > lvm.free_extents:
+        if wanted - current > sum(allowed.values()):
             return ctx.fail(
                 f"  Insufficient free space: {wanted - current} extents needed, but only "
-                f"{lvm.free_extents} available",
+                f"{sum(allowed.values())} available",
                 5,
             )
-        lvm.lv_extents = wanted
+        _allocate(lvm, allowed, wanted - current)
     ext = lvm.extent_size
     ctx.out(
         f"  Size of logical volume {lvm.vg}/{lvm.lv} changed from {_gib(current * ext)} ({current} extents) "
@@ -286,25 +310,44 @@ def _lvextend(ctx: Exec) -> int:
     return 0
 
 
+def _places(seen: LunOnHost, lvm: Lvm) -> dict[str, int]:
+    """The VG's PVs by name, the LUN's first, with their free extents."""
+    return {_pv_name(seen): lvm.pv_free, **{o.name: o.pe_count - o.alloc for o in lvm.others}}
+
+
+def _allocate(lvm: Lvm, allowed: dict[str, int], count: int) -> None:
+    """Give the LV ``count`` more extents from the PVs ``allowed``, in their order."""
+    others = {o.name: o for o in lvm.others}
+    for pv, free in allowed.items():
+        take = min(free, count)
+        if pv in others:
+            others[pv].alloc += take
+        lvm.lv_extents += take  # those no other PV counts as its own are on the LUN's PV
+        count -= take
+
+
 def _names_lv(lvm: Lvm, name: str) -> bool:
     return name in (f"{lvm.vg}/{lvm.lv}", f"/dev/{lvm.vg}/{lvm.lv}", f"/dev/mapper/{lvm.dm_name}")
 
 
-def _wanted_extents(lvm: Lvm, extents: str | None, size: str | None) -> int | None:
-    """The LV's size in extents after ``-l EXTENTS`` or ``-L SIZE`` (``+`` adds); None when unreadable."""
+def _wanted_extents(lvm: Lvm, extents: str | None, size: str | None, pvs_free: int) -> int | None:
+    """The LV's size in extents after ``-l EXTENTS`` or ``-L SIZE`` (``+`` adds; ``%FREE`` and ``%PVS``
+    always add, of the VG's free extents and of those of the PVs given); None when unreadable."""
     current = lvm.lv_extents
     if extents is not None:
-        match = re.fullmatch(r"(\+?)(\d+)(%FREE|%VG)?", extents)
+        match = re.fullmatch(r"(\+?)(\d+)(%FREE|%VG|%PVS)?", extents)
         if match is None:
             return None
         plus, number, percent = match.group(1), int(match.group(2)), match.group(3)
         if percent == "%FREE":
             amount = lvm.free_extents * number // 100
+        elif percent == "%PVS":
+            amount = pvs_free * number // 100
         elif percent == "%VG":
-            amount = lvm.pe_count * number // 100
+            amount = lvm.vg_extents * number // 100
         else:
             amount = number
-        return current + amount if plus or percent == "%FREE" else amount
+        return current + amount if plus or percent in ("%FREE", "%PVS") else amount
     match = re.fullmatch(r"(\+?)(\d+)([kKmMgGtT]?)", size or "")
     if match is None:
         return None

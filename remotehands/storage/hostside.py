@@ -10,6 +10,8 @@ Linux: ``remotehands.storage.hostside_linux``, through ``sudo -n``), all idempot
 - ``grow``: grow what sits on the LUN to fill it, on this host; a one-line message for the ticket;
 - ``refresh``: on the other hosts, read the grown datastore (ESXi) or nothing (Linux); a message.
 
+Slow commands (rescans, grows) may run for ``hostside_shell.RESCAN_TIMEOUT`` or ``GROW_TIMEOUT`` seconds.
+
 Errors: ``InvalidRequest`` for a malformed naa or host kind, ``DeviceRefused`` for a command that failed (the
 tool's own words), answered unreadably or showed that the host does not see the LUN, ``VerificationFailed``
 where a read-back disagrees; ``DeviceUnreachable`` from the session passes through. Every message names the
@@ -47,9 +49,10 @@ def look(ssh: HostSsh, kind: HostKind, naa: str, use: LunUse) -> HostView:
 
 def rescan(ssh: HostSsh, kind: HostKind, naa: str) -> int:
     """Make the host read LUN ``naa``'s size again: ESXi rescans every adapter; Linux rescans every path of
-    the multipath map through sysfs, then resizes the map. Returns the size in bytes the host sees afterwards;
-    harmless to repeat. Raises ``DeviceRefused`` when a rescan fails or the host does not see the LUN,
-    ``VerificationFailed`` when a path and the map disagree afterwards."""
+    the multipath map that is up (``active ready running``; the others are logged and left alone) through
+    sysfs, then resizes the map by its name. Returns the size in bytes the host sees afterwards; harmless to
+    repeat. Raises ``DeviceRefused`` when a rescan fails, the host does not see the LUN or no path of it is
+    up, ``VerificationFailed`` when a live path and the map disagree afterwards."""
     shell = _shell(ssh, kind, naa)
     if kind == "esxi":
         return hostside_esxi.rescan(shell, naa)
@@ -59,10 +62,11 @@ def rescan(ssh: HostSsh, kind: HostKind, naa: str) -> int:
 def grow(ssh: HostSsh, kind: HostKind, naa: str, use: LunUse) -> str:
     """Grow what sits on LUN ``naa`` to fill the size this host sees (rescan first). ESXi: the datastore's
     partition to the last usable sector, then the datastore. Linux, only where the filesystem is mounted: the
-    PV, the LV when the VG has free extents, then the filesystem (resize2fs or xfs_growfs). Returns a one-line
-    message with the sizes before and after, or saying there was nothing to do (a second call) or that the
-    filesystem is not mounted here. Raises ``DeviceRefused`` when a step fails, ``VerificationFailed`` when
-    the read-back does not show it grown."""
+    PV, the LV onto that PV's free extents (never another PV's), then the filesystem (resize2fs or
+    xfs_growfs). Returns a one-line message with the sizes before and after, or saying there was nothing to
+    do (a second call) or that the filesystem is not mounted here; on Linux it names the multipath paths that
+    were down and left out. Raises ``DeviceRefused`` when a step fails, ``VerificationFailed`` when the
+    read-back does not show it grown."""
     shell = _shell(ssh, kind, naa)
     if kind == "esxi":
         return hostside_esxi.grow(shell, naa, use)

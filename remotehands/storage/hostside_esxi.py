@@ -7,7 +7,8 @@ line") does it, run as root:
   datastore's capacity as this host last read it);
 - rescan: ``esxcli storage core adapter rescan --all``;
 - grow (one host): ``partedUtil getUsableSectors``, ``partedUtil resize DISK P START LAST`` when the
-  partition ends before the last usable sector, then ``vmkfstools --growfs DISK:P DISK:P``;
+  partition ends before the last usable sector, then ``vmkfstools --growfs DISK:P DISK:P`` when the partition
+  was resized or the datastore is still smaller than it (a grow that stopped between the two);
 - refresh (the other hosts): ``vmkfstools -V``, which reads every VMFS volume's metadata again.
 
 partedUtil prints a warning about the backup GPT on stderr for a grown LUN; the resize moves it.
@@ -19,13 +20,25 @@ from dataclasses import dataclass
 
 from remotehands.errors import DeviceRefused
 from remotehands.inventory.models import LunUse
-from remotehands.storage.base import GiB, gib
-from remotehands.storage.hostside_shell import HostShell, HostView, esxcli_rows, integer, said
+from remotehands.storage.base import gib
+from remotehands.storage.hostside_shell import (
+    GROW_TIMEOUT,
+    RESCAN_TIMEOUT,
+    HostShell,
+    HostView,
+    esxcli_rows,
+    integer,
+    said,
+)
 
 SECTOR = 512
-# A datastore whose capacity is this much smaller than its partition has not been grown into it: VMFS keeps
-# far less than this for itself, and a LUN grows by whole GiB.
-_UNGROWN = GiB
+MiB = 1024**2
+# A datastore whose capacity is this much smaller than its partition has not been grown into it. VMFS counts
+# its capacity in whole 1 MiB file blocks, so a datastore that fills its partition is under 1 MiB short of it
+# (the lab's ``vmfs_capacity``; the GPT's own sectors lie outside the partition). A LUN grows by whole MiB,
+# the smallest grow that matters is a few MiB, and a grow that stopped after the partition resize must
+# still be finished: 16 MiB keeps clear of both.
+_UNGROWN = 16 * MiB
 
 
 @dataclass(frozen=True)
@@ -122,7 +135,7 @@ def look(shell: HostShell, naa: str, use: LunUse) -> HostView:
 
 def rescan(shell: HostShell, naa: str) -> int:
     """Rescan every adapter; the device's size in bytes afterwards."""
-    shell.run("esxcli storage core adapter rescan --all")
+    shell.run("esxcli storage core adapter rescan --all", timeout=RESCAN_TIMEOUT)
     _present(shell, naa)
     return _ptbl(shell, naa)[0] * SECTOR
 
@@ -147,7 +160,7 @@ def grow(shell: HostShell, naa: str, use: LunUse) -> str:
     resized = part.end < last
     if resized:
         command = f"partedUtil resize {_disk(naa)} {part.number} {part.start} {last}"
-        shell.run(command)
+        shell.run(command, timeout=GROW_TIMEOUT)
         end = next((p.end for p in _ptbl(shell, naa)[1] if p.number == part.number), None)
         if end != last:
             raise shell.disagrees(
@@ -159,8 +172,15 @@ def grow(shell: HostShell, naa: str, use: LunUse) -> str:
     capacity = before.capacity or 0
     if resized or capacity < partition_bytes - _UNGROWN:
         growfs = f"vmkfstools --growfs {_disk(naa)}:{part.number} {_disk(naa)}:{part.number}"
-        shell.run(growfs)
+        shell.run(growfs, timeout=GROW_TIMEOUT)
         after = _read(shell, naa, use)
+        if not resized and after.capacity == capacity:
+            # only the margin sent us here: this VMFS keeps more than _UNGROWN for itself, and growfs,
+            # which succeeded, found nothing to add
+            return (
+                f"datastore {before.datastore} already fills {naa} ({gib(capacity)}, the LUN seen at "
+                f"{gib(before.sectors * SECTOR)}; vmkfstools --growfs found nothing to add): nothing to grow"
+            )
         if after.capacity is None or after.capacity <= capacity:
             raise shell.disagrees(
                 "esxcli storage filesystem list",
@@ -182,7 +202,7 @@ def grow(shell: HostShell, naa: str, use: LunUse) -> str:
 
 def refresh(shell: HostShell, naa: str, use: LunUse) -> str:
     """Read the datastore's metadata again (``vmkfstools -V``) so this host sees it grown; a message."""
-    shell.run("vmkfstools -V")
+    shell.run("vmkfstools -V", timeout=RESCAN_TIMEOUT)
     view = look(shell, naa, use)
     if view.fs_size is None:
         return (

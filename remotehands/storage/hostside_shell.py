@@ -19,6 +19,13 @@ from remotehands.ssh.client import CommandResult, HostSsh
 HostKind = Literal["esxi", "linux"]
 _NAA = re.compile(r"naa\.[0-9a-f]{32}")
 
+# How long a command may stay silent before the session gives up on it. Reads answer at once; a rescan waits
+# on every path's SCSI commands (a slow or flapping fabric retries each for tens of seconds), and a grow
+# writes the filesystem's or VMFS's new metadata (resize2fs adds block groups, its time grows with the size).
+READ_TIMEOUT = 60.0
+RESCAN_TIMEOUT = 600.0
+GROW_TIMEOUT = 1800.0
+
 
 @dataclass(frozen=True)
 class HostView:
@@ -49,12 +56,19 @@ class HostShell:
         self._sudo = sudo
 
     def run(
-        self, command: str, *, root: bool = True, stdin: bytes | None = None, allow: tuple[int, ...] = (0,)
+        self,
+        command: str,
+        *,
+        root: bool = True,
+        stdin: bytes | None = None,
+        allow: tuple[int, ...] = (0,),
+        timeout: float = READ_TIMEOUT,
     ) -> CommandResult:
-        """Run ``command``; raises ``DeviceRefused`` (the tool's own words) when its exit status is not in
-        ``allow``."""
+        """Run ``command``, waiting up to ``timeout`` seconds for its output (``RESCAN_TIMEOUT``,
+        ``GROW_TIMEOUT`` for the slow ones); raises ``DeviceRefused`` (the tool's own words) when its exit
+        status is not in ``allow``, ``DeviceUnreachable`` when the session breaks or times out."""
         line = f"sudo -n {command}" if self._sudo and root else command
-        result = self.ssh.run(line, stdin=stdin)
+        result = self.ssh.run(line, stdin=stdin, timeout=timeout)
         if result.exit_status not in allow:
             raise DeviceRefused(
                 f"{self.name}: '{result.command}' failed (exit {result.exit_status}): {said(result)}",

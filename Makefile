@@ -4,7 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Debian packages the tests use (installed only when run as root; others must install them by hand).
-DEB_PACKAGES := ipmitool freeipmi-tools openipmi
+# openssh-server: the playbook tests start their own sshd on 127.0.0.1 (remotehands.lab.openssh); when this
+# target installs the package it first creates /etc/ssh/sshd_not_to_be_run, Debian's switch that keeps its
+# init script and systemd units from starting a system sshd on port 22.
+DEB_PACKAGES := ipmitool freeipmi-tools openipmi openssh-server
 
 .PHONY: demo test lint typecheck unit deb-packages clean
 
@@ -19,6 +22,7 @@ deb-packages:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ]; then \
 	    echo "installing Debian packages:$$missing"; \
+	    case " $$missing " in *" openssh-server "*) mkdir -p /etc/ssh && touch /etc/ssh/sshd_not_to_be_run;; esac; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else echo "note: not root; install these Debian packages for the full suite:$$missing"; fi; \
 	fi
@@ -33,10 +37,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy remotehands
 
-# The suite waits on simulated equipment far more than it computes, so the network, IP-plan and NetBox tests
-# (Netmiko sessions to the lab's firewalls) run in a second pytest beside the rest, each with its own lab;
+# The suite waits on simulated equipment far more than it computes, so the network, IP-plan, NetBox, storage
+# and Ansible tests (SSH sessions, HTTPS arrays, ansible-playbook runs) run in a second pytest beside the rest,
+# each with its own lab;
 # the rest keep one process in file order (spread over two, pyghmi-timed IPMI tests turned flaky on 2 cores).
-SIDE_TESTS := $(sort $(wildcard tests/test_*network*.py tests/test_*ipam*.py tests/test_*storage*.py))
+SIDE_TESTS := $(sort $(wildcard tests/test_*network*.py tests/test_*ipam*.py tests/test_*storage*.py tests/test_*ansible*.py))
 unit: $(STAMP)
 	@$(BIN)/pytest -q -p no:cacheprovider $(SIDE_TESTS) > .side-tests.log 2>&1 & side=$$!; \
 	$(BIN)/pytest -q -p no:cacheprovider $(addprefix --ignore=,$(SIDE_TESTS)); main=$$?; \

@@ -6,6 +6,7 @@ defaults apply. Every key can be overridden by an environment variable ``RH_<KEY
     db_url          RH_DB_URL          sqlite:///~/.local/state/remotehands/remotehands.db
     executor        RH_EXECUTOR        local            (celery arrives with the scaled mode)
     inventory       RH_INVENTORY       ./inventory
+    playbooks       RH_PLAYBOOKS       ./playbooks       the playbooks playbook.run may run, by name
     ticket_system   RH_TICKET_SYSTEM   builtin
     ticket_key      RH_TICKET_KEY      reference to the key that encrypts sensitive tickets (env:/file:/vault:)
     workers         RH_WORKERS         4                 threads of the local executor
@@ -91,6 +92,7 @@ class Settings(BaseModel):
     db_url: str = ""
     executor: Literal["local", "celery"] = "local"
     inventory: Path = Path("inventory")
+    playbooks: Path = Path("playbooks")  # what playbook.run may run (by name, nothing outside it)
     ticket_system: Literal["builtin"] = "builtin"
     ticket_key: str | None = None
     workers: int = 4
@@ -129,6 +131,7 @@ _KEYS = (
     "db_url",
     "executor",
     "inventory",
+    "playbooks",
     "ticket_system",
     "ticket_key",
     "workers",
@@ -174,10 +177,11 @@ def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None
             )
         values.update(data)
         source = str(path)
-    if "inventory" in values and path is not None:
-        # A relative inventory path in the file is relative to the file, not to wherever we were started.
-        inv = Path(str(values["inventory"])).expanduser()
-        values["inventory"] = inv if inv.is_absolute() else path.parent / inv
+    for key in ("inventory", "playbooks"):
+        if key in values and path is not None:
+            # A relative path in the file is relative to the file, not to wherever we were started.
+            given = Path(str(values[key])).expanduser()
+            values[key] = given if given.is_absolute() else path.parent / given
     for key in _KEYS:
         var = f"RH_{key.upper()}"
         if env.get(var):

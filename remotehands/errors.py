@@ -17,6 +17,7 @@ somebody has to remember to set.
     │       └── PrefixExhausted      a prefix without enough free addresses for an allocation (IPAM)
     ├── NotPermitted                 refused by policy (exit 3); fatal
     │   ├── NotApproved              the ticket is not approved at its own system
+    │   ├── JobCancelled             a step stopped part-way on a cancel request
     │   ├── SelfApproval             the approver is the requester
     │   ├── WrongSubscription        a customer's ticket targets a host outside its subscription
     │   ├── TargetBusy               another active job holds the target (carries the blocking job id)
@@ -140,6 +141,10 @@ class NotPermitted(RemoteHandsError):
 
 class NotApproved(NotPermitted):
     """The ticket is not approved at its own ticket system."""
+
+
+class JobCancelled(NotPermitted):
+    """A step stopped part-way because its job was cancelled on request (a playbook run)."""
 
 
 class SelfApproval(NotPermitted):

@@ -23,6 +23,7 @@ from remotehands.cli import (
     lab_cmd,
     net_cmd,
     net_ip_cmd,
+    playbook_cmd,
     power_cmd,
     reimage_cmd,
     serve_cmd,
@@ -52,6 +53,7 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(serve_cmd.tokens, name="tokens")
 app.add_typer(ssh_cmd.app, name="ssh")
 app.add_typer(storage_cmd.app, name="storage")
+app.add_typer(playbook_cmd.app, name="playbook")
 net_cmd.app.add_typer(net_ip_cmd.app, name="ip")
 app.add_typer(net_cmd.app, name="net")
 app.command("run")(jobs_cmd.run)

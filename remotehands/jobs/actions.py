@@ -64,6 +64,7 @@ def names() -> frozenset[str]:
 
 def _load_builtin_actions() -> None:
     # Importing a task module registers its actions.
+    import remotehands.ansible.action
     import remotehands.bmc.tasks
     import remotehands.network.tasks
     import remotehands.reimage.action

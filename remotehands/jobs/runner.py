@@ -29,6 +29,7 @@ from remotehands import audit, redaction
 from remotehands.errors import (
     DeviceUnreachable,
     InternalError,
+    JobCancelled,
     NeedsOperator,
     NotApproved,
     RemoteHandsError,
@@ -376,7 +377,7 @@ def _fail(
             store.transition(s, job, JobEvent.WAIT, reason=f"retrying {step.name} in {delay:.0f}s: {message}")
             return JobState.WAITING
         undone = _past_no_return(job, actions.get(job.action).job_steps(dict(job.data or {})))
-        if isinstance(exc, NotApproved):
+        if isinstance(exc, NotApproved | JobCancelled):
             store.finish(s, job, JobEvent.CANCEL, f"cancelled at step {idx + 1} {step.name}: {message}")
         elif undone and not isinstance(exc, NeedsOperator):
             store.finish(

@@ -1,0 +1,1 @@
+"""Playbooks driven by tickets (``playbook.run``, through ansible-runner) and their progress on the ticket."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from pytest_mock import MockerFixture
 
-from remotehands.errors import InvalidRequest, RemoteHandsError
+from remotehands.errors import DeviceRefused, InvalidRequest, RemoteHandsError
 from remotehands.jobs import store
 from remotehands.lab.faults import set_lab_fault
 from remotehands.lab.process import LabInfo, read_bmc_log
@@ -28,7 +28,7 @@ from remotehands.runtime import Runtime
 from remotehands.storage import hostside
 from remotehands.storage.arrays import driver_for
 from remotehands.storage.base import GiB
-from remotehands.storage.pipeline import StorageVerifyArray
+from remotehands.storage.pipeline import StorageVerifyArray, refuse_ungrowable
 from remotehands.tickets.base import Severity, TaskRequest, TicketType
 from remotehands.tickets.builtin import NewTicket
 from tests.conftest import job_state, run_ticket, settle
@@ -106,6 +106,7 @@ def test_storage_expand_grows_the_lun_and_both_hosts(rt: Runtime, lab: LabInfo, 
         assert view.device_size == size + 10 * GiB, host
         if before[host].fs_size is not None:  # the datastore / the mounted filesystem grew
             assert view.fs_size is not None and view.fs_size > before[host].fs_size, host
+    assert {v.fstype for v in after.values() if v.fs_size is not None} <= {"vmfs", "ext4", "xfs"}
     grown = [h for h in after if before[h].fs_size is not None]
     assert grown, "no host showed a grown datastore or filesystem"
     names = [n for n, status, _ in steps if status == "done"]
@@ -354,3 +355,13 @@ def test_storage_a_job_finishes_hosts_an_earlier_one_left_behind(rt: Runtime, la
     assert "finishing esx-06, esx-08" in precheck, precheck
     assert _resizes(lab, array) == resizes
     assert all(v.device_size == size + GiB for v in _views(rt, array).values())
+
+
+def test_storage_a_filesystem_the_host_side_cannot_grow_is_refused_before_the_resize() -> None:
+    views = {
+        "lnx-a": hostside.HostView(100 * GiB, 98 * GiB, "/srv/data (btrfs on /dev/mapper/x)", "btrfs"),
+        "lnx-b": hostside.HostView(100 * GiB, None, "/srv/data (not mounted here)"),
+    }
+    with pytest.raises(DeviceRefused, match=r"lnx-a: .* not btrfs; nothing was resized"):
+        refuse_ungrowable(views)
+    refuse_ungrowable({"esx": hostside.HostView(100 * GiB, 99 * GiB, "datastore ds", "vmfs")})

@@ -125,7 +125,9 @@ def _view(state: _Esxi, naa: str, use: LunUse) -> HostView:
         where = f"datastore {use.datastore} (not on this host)"
     else:
         where = f"device {naa} (no datastore)"
-    return HostView(state.sectors * SECTOR, state.capacity, where)
+    return HostView(
+        state.sectors * SECTOR, state.capacity, where, "vmfs" if state.capacity is not None else None
+    )
 
 
 def look(shell: HostShell, naa: str, use: LunUse) -> HostView:

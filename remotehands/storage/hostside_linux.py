@@ -165,7 +165,7 @@ def _view(state: _Linux, use: LunUse) -> HostView:
         where = f"{use.mount} (not mounted here{note})"
     else:
         where = f"{use.mount} ({state.fstype} on {use.lv or device}{note})"
-    return HostView(state.size, state.fs_size, where)
+    return HostView(state.size, state.fs_size, where, state.fstype if state.source is not None else None)
 
 
 def look(shell: HostShell, naa: str, use: LunUse) -> HostView:

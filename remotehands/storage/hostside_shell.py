@@ -36,6 +36,7 @@ class HostView:
         int | None
     )  # capacity of the datastore / filesystem on it, None when it is not mounted on this host
     where: str  # "datastore ds-ontap-01" / "/srv/data (ext4 on vg_data/lv_data)"
+    fstype: str | None = None  # what is mounted on it here: vmfs, ext4, xfs, ...; None when nothing is
 
 
 def check_naa(naa: str) -> None:

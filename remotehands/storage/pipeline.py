@@ -43,6 +43,8 @@ from remotehands.storage.request import ExpandRequest, parse_expand
 if TYPE_CHECKING:
     from remotehands.runtime import Runtime
 
+# What the host side grows (hostside): refused in the precheck otherwise, before the LUN is resized.
+GROWABLE = frozenset({"vmfs", "ext4", "xfs"})
 # A filesystem this much smaller than its LUN was not grown (ext4 keeps about 1.6% for its inode tables).
 GROWN_SHARE = 0.975
 
@@ -87,6 +89,18 @@ def lagging(size: int, views: dict[str, hostside.HostView]) -> list[str]:
     ]
 
 
+def refuse_ungrowable(views: dict[str, hostside.HostView]) -> None:
+    """``DeviceRefused`` when a host has something mounted on the LUN that the host side cannot grow: found
+    before the resize, not after it."""
+    for name, view in views.items():
+        if view.fstype is not None and view.fstype not in GROWABLE:
+            raise DeviceRefused(
+                f"{name}: {view.where}: remotehands grows {', '.join(sorted(GROWABLE))}, not {view.fstype}; "
+                "nothing was resized",
+                fix="grow it by hand after resizing the LUN on the array, or leave the mount out of luns:",
+            )
+
+
 def _kind(host: Host) -> hostside.HostKind:
     return "esxi" if host.kind == "esxi" else "linux"
 
@@ -119,6 +133,7 @@ class StoragePrecheck(Step):
                 room = f"already {gib(lun.size)} on the array; finishing {', '.join(behind)}"
             else:
                 room = check_room(request, array, driver, lun)
+        refuse_ungrowable(views)
         inventory = ctx.runtime.inventory()
         hosts = [
             {"name": n, "kind": _kind(inventory.host(n)), "fs_before": v.fs_size, "where": v.where}

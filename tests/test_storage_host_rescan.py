@@ -121,7 +121,7 @@ def test_hosts_see_the_old_size_until_they_rescan(lab: Lab) -> None:
             assert look(lab, host, naa, use).device_size == 150 * GiB, host
     assert rescan(lab, "lin-a", LVM) == 150 * GiB  # harmless to repeat
     assert look(lab, "esx-a", VMFS, DS) == hostside.HostView(
-        150 * GiB, 100 * GiB - MiB_FOR_GPT, "datastore ds-ontap-01"
+        150 * GiB, 100 * GiB - MiB_FOR_GPT, "datastore ds-ontap-01", "vmfs"
     )
     assert look(lab, "lin-b", LVM, DATA) == hostside.HostView(150 * GiB, None, "/srv/data (not mounted here)")
     rescans = lab.events("lun_rescan")

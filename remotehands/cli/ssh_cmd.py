@@ -22,7 +22,7 @@ def _presented(address: str, port: int, name: str) -> tuple[str, object]:
             key = transport.get_remote_server_key()
         finally:
             transport.close()
-    except (OSError, paramiko.SSHException):
+    except (OSError, EOFError, paramiko.SSHException):
         raise DeviceUnreachable(
             f"{name} ({address}:{port}) does not answer on SSH", fix="is it up?"
         ) from None

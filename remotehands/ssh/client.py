@@ -109,7 +109,8 @@ class HostSsh:
                 f"{name} refused the SSH login of {user}",
                 fix="check the ssh credentials reference in the inventory",
             ) from None
-        except (OSError, paramiko.SSHException) as exc:
+        # EOFError: what paramiko raises when the server closes the socket mid-handshake (a host going down)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
             self._client.close()
             raise DeviceUnreachable(
                 f"{name} ({address}:{port}) did not answer on SSH: {type(exc).__name__}",
@@ -141,7 +142,7 @@ class HostSsh:
             out = chan_out.read().decode(errors="replace")
             err = chan_err.read().decode(errors="replace")
             status = chan_out.channel.recv_exit_status()
-        except (OSError, paramiko.SSHException) as exc:
+        except (OSError, EOFError, paramiko.SSHException) as exc:
             raise DeviceUnreachable(
                 f"{self.name}: the SSH session broke during '{shown.split()[0] if shown else ''}': "
                 f"{type(exc).__name__}",

@@ -41,7 +41,7 @@ typecheck: $(STAMP)
 # and Ansible tests (SSH sessions, HTTPS arrays, ansible-playbook runs) run in a second pytest beside the rest,
 # each with its own lab;
 # the rest keep one process in file order (spread over two, pyghmi-timed IPMI tests turned flaky on 2 cores).
-SIDE_TESTS := $(sort $(wildcard tests/test_*network*.py tests/test_*ipam*.py tests/test_*storage*.py tests/test_*ansible*.py))
+SIDE_TESTS := $(sort $(wildcard tests/test_*network*.py tests/test_*ipam*.py tests/test_*storage*.py tests/test_*ansible*.py tests/test_*celery*.py))
 unit: $(STAMP)
 	@$(BIN)/pytest -q -p no:cacheprovider $(SIDE_TESTS) > .side-tests.log 2>&1 & side=$$!; \
 	$(BIN)/pytest -q -p no:cacheprovider $(addprefix --ignore=,$(SIDE_TESTS)); main=$$?; \

@@ -4,7 +4,8 @@ The file is the one named by ``RH_CONFIG``, else ``./remotehands.toml`` if prese
 defaults apply. Every key can be overridden by an environment variable ``RH_<KEY>`` (upper case):
 
     db_url          RH_DB_URL          sqlite:///~/.local/state/remotehands/remotehands.db
-    executor        RH_EXECUTOR        local            (celery arrives with the scaled mode)
+    executor        RH_EXECUTOR        local            or celery: `remotehands worker --site S` per site
+    broker_url      RH_BROKER_URL      (none)           celery's broker, redis://... or amqp://...
     inventory       RH_INVENTORY       ./inventory
     playbooks       RH_PLAYBOOKS       ./playbooks       the playbooks playbook.run may run, by name
     ticket_system   RH_TICKET_SYSTEM   builtin
@@ -91,6 +92,7 @@ class Settings(BaseModel):
 
     db_url: str = ""
     executor: Literal["local", "celery"] = "local"
+    broker_url: str = ""  # celery: redis://... or amqp://... (one broker; one queue per site)
     inventory: Path = Path("inventory")
     playbooks: Path = Path("playbooks")  # what playbook.run may run (by name, nothing outside it)
     ticket_system: Literal["builtin"] = "builtin"
@@ -130,6 +132,7 @@ class Settings(BaseModel):
 _KEYS = (
     "db_url",
     "executor",
+    "broker_url",
     "inventory",
     "playbooks",
     "ticket_system",

@@ -10,7 +10,7 @@ import typer
 
 from remotehands.cli.common import current_user, print_table, runtime
 from remotehands.cli.output import JsonOption, SafeTable, emit, say
-from remotehands.errors import NotApproved
+from remotehands.errors import InvalidRequest, NotApproved
 from remotehands.jobs import store
 from remotehands.jobs.executor import LocalExecutor
 from remotehands.jobs.states import ACTIVE, TERMINAL, JobState
@@ -188,10 +188,28 @@ def retry(job_id: int = typer.Argument(..., help="Job id."), as_json: bool = Jso
 def worker(
     until_idle: bool = typer.Option(False, "--until-idle", help="Exit once no job is active or due."),
     workers: int = typer.Option(None, "--workers", help="Threads (default: the 'workers' setting)."),
+    site: str = typer.Option(
+        None, "--site", help="celery executor: the site whose queue this worker serves."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Run the local executor: advance due jobs, deliver ticket updates, sweep dead leases, until stopped."""
+    """Run the local executor: advance due jobs, deliver ticket updates, sweep dead leases, until stopped.
+    With executor celery: a Celery worker on the queue of --site, dispatching that site's due jobs."""
     rt = runtime()
+    if rt.settings.executor == "celery":
+        from remotehands.jobs.celery_exec import run_worker
+
+        if not site:
+            raise InvalidRequest("--site is missing", fix="a celery worker serves one site: --site NAME")
+        if site not in rt.inventory().sites:
+            raise InvalidRequest(
+                f"unknown site {site!r}", fix="sites: " + ", ".join(sorted(rt.inventory().sites))
+            )
+        owner = store.new_owner()
+        if not as_json:
+            say(f"worker {owner} for site {site} started (celery)", style="bold")
+        run_worker(rt, site, owner, workers or rt.settings.workers)
+        return
     executor = LocalExecutor(rt, workers=workers)
     signal.signal(signal.SIGTERM, lambda *_: executor.stop())
 

@@ -1,0 +1,160 @@
+"""The ``celery`` executor: work units dispatched as Celery tasks to one queue per site (``site.<site>``).
+
+The database stays the truth. A message only says "advance job J"; the worker that takes it claims J's lease
+in the database (``store.claim``) and runs it as far as it goes now, exactly as the local executor does, so
+a lost message costs nothing (the job is still due and is dispatched again) and a duplicated one costs one
+refused claim. Waits stay in the database (``next_run_at``): nothing is parked in the broker as a countdown.
+
+Each ``remotehands worker --site S`` consumes ``site.S`` and dispatches its own site's due jobs (BMC
+networks are not routable between sites, so a job never runs on another site's worker). Settings follow
+what a crash-safe consumer needs: late acks, reject on worker lost, prefetch 1, long-running tasks
+cancelled on a lost connection, quorum queues on RabbitMQ, and a Redis visibility timeout far above any
+work unit (a step that waits returns a ``Wait`` instead of holding the message).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from remotehands.errors import ConfigError, RemoteHandsError, UnknownTarget
+from remotehands.jobs import outbox, runner, store, sweeper
+from remotehands.jobs.tables import Job
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from remotehands.inventory.models import Inventory
+    from remotehands.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+TASK = "remotehands.advance"
+REDISPATCH_S = 10.0  # a due job whose message nobody took (a lost message) is sent again after this
+VISIBILITY_S = 6 * 3600  # Redis: far above the longest work unit, so a slow one is never redelivered
+
+
+def queue_of(site: str) -> str:
+    return f"site.{site}"
+
+
+def site_of(inventory: Inventory, target: str) -> str:
+    """The site of a job's target (a host, a network device or an array); ``UnknownTarget`` otherwise."""
+    for table in (inventory.hosts, inventory.network_devices, inventory.arrays, inventory.pdus):
+        found = table.get(target)
+        if found is not None:
+            return str(found.site)
+    raise UnknownTarget(f"no host, device or array {target!r} in the inventory", fix="check the job's target")
+
+
+def make_app(runtime: Runtime, owner: str) -> Celery:
+    """The Celery app of this process: broker from the settings, task ``remotehands.advance``."""
+    from celery import Celery
+
+    url = runtime.settings.broker_url
+    if not url:
+        raise ConfigError(
+            "executor celery needs broker_url", fix="set broker_url (redis://... or amqp://...)"
+        )
+    app = Celery("remotehands", broker=url)
+    amqp = url.startswith(("amqp", "pyamqp"))
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={} if amqp else {"visibility_timeout": VISIBILITY_S},
+        worker_hijack_root_logger=False,
+    )
+    if amqp:
+        app.conf.task_create_missing_queues = False
+
+    @app.task(name=TASK)  # type: ignore[untyped-decorator]
+    def advance(job_id: int) -> str | None:
+        state = runner.advance(runtime, int(job_id), owner)
+        return state.value if state is not None else None
+
+    return app
+
+
+def site_queue(runtime: Runtime, site: str) -> Any:
+    """The kombu queue of ``site``: durable; a quorum queue on RabbitMQ (replicated, and what late acks
+    need to survive a broker restart)."""
+    from kombu.entity import Queue
+
+    amqp = runtime.settings.broker_url.startswith(("amqp", "pyamqp"))
+    arguments = {"x-queue-type": "quorum"} if amqp else None
+    return Queue(queue_of(site), durable=True, queue_arguments=arguments)  # type: ignore[no-untyped-call]
+
+
+class Dispatcher:
+    """Sends this site's due jobs to its queue, delivers the outbox and sweeps dead leases (one per worker)."""
+
+    def __init__(self, runtime: Runtime, app: Celery, site: str, owner: str) -> None:
+        self.runtime, self.app, self.site, self.owner = runtime, app, site, owner
+        self.queue = site_queue(runtime, site)
+        self.sent: dict[int, float] = {}
+        self._stop = threading.Event()
+
+    def tick(self) -> int:
+        """One pass; returns how many messages were sent."""
+        db, sent = self.runtime.db, 0
+        sweeper.sweep(db)
+        inventory = self.runtime.inventory()
+        ids = store.runnable_ids(db, limit=200)
+        with db.session() as s:
+            targets = {job.id: job.target for job in s.query(Job).filter(Job.id.in_(ids))}
+        now = time.monotonic()
+        for job_id in ids:
+            try:
+                if site_of(inventory, targets[job_id]) != self.site:
+                    continue
+            except (KeyError, RemoteHandsError):
+                continue
+            if now - self.sent.get(job_id, -REDISPATCH_S) < REDISPATCH_S:
+                continue
+            self.app.send_task(TASK, args=[job_id], queue=self.queue, declare=[self.queue])
+            self.sent[job_id] = now
+            sent += 1
+        outbox.deliver(db, self.runtime.ticket_system, owner=self.owner)
+        return sent
+
+    def run(self, poll: float = 0.2) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except RemoteHandsError as exc:
+                log.warning("dispatcher: %s", exc)
+            self._stop.wait(poll)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def run_worker(runtime: Runtime, site: str, owner: str, concurrency: int) -> None:
+    """A Celery worker on ``site.<site>`` (threads pool: a SIGKILL takes the whole worker, and its unacked
+    message goes back to the queue) with this site's dispatcher beside it. Returns when the worker stops."""
+    app = make_app(runtime, owner)
+    queue = site_queue(runtime, site)
+    app.conf.task_queues = [queue]
+    dispatcher = Dispatcher(runtime, app, site, owner)
+    thread = threading.Thread(target=dispatcher.run, name="rh-dispatch", daemon=True)
+    thread.start()
+    try:
+        app.Worker(
+            pool="threads",
+            concurrency=concurrency,
+            hostname=f"rh-{owner.replace(':', '-')}@{site}",
+            without_mingle=True,
+            without_gossip=True,
+            without_heartbeat=True,
+        ).start()
+    finally:
+        dispatcher.stop()
+        thread.join(5)

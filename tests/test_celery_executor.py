@@ -1,0 +1,134 @@
+"""The celery executor on the real brokers of this machine (Redis, RabbitMQ) and PostgreSQL: two
+`remotehands worker --site lab1` processes take the lab site's jobs from the queue site.lab1; one is
+SIGKILLed while jobs run and another is started; every job ends succeeded, once. (The full scale-out proof of
+issue #9, two sites with killing every few seconds and counting BMC commands, builds on this.)"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from remotehands.config import Settings
+from remotehands.db import Database
+from remotehands.jobs import store
+from remotehands.lab.process import LabInfo
+from remotehands.runtime import Runtime
+from remotehands.tickets.base import Severity, TaskRequest, TicketType
+from remotehands.tickets.builtin import NewTicket
+
+BROKERS = {
+    "redis": ("redis://127.0.0.1:6379/15", 6379),
+    "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672//", 5672),
+}
+HOSTS = tuple(f"esx-{n:02d}" for n in range(1, 9))
+
+
+def _reachable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(params=sorted(BROKERS))
+def broker(request: pytest.FixtureRequest) -> Iterator[str]:
+    url, port = BROKERS[request.param]
+    if not _reachable(port):
+        if os.environ.get("RH_REQUIRE_SERVICES"):
+            pytest.fail(f"{request.param} is not running on 127.0.0.1:{port} and RH_REQUIRE_SERVICES is set")
+        pytest.skip(
+            f"{request.param} not running on 127.0.0.1:{port}; set RH_REQUIRE_SERVICES to fail instead"
+        )
+    if request.param == "redis":
+        import redis
+
+        redis.Redis.from_url(url).flushdb()  # db 15 is this test's own
+    else:
+        subprocess.run(["rabbitmqctl", "delete_queue", "site.lab1"], capture_output=True, check=False)
+    yield url
+
+
+def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "remotehands", "worker", "--site", "lab1", "--workers", "2"],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_celery_workers_take_the_sites_jobs_and_survive_a_sigkill(
+    tmp_path: Path, lab: LabInfo, pg_db: Database, broker: str
+) -> None:
+    settings = Settings(db_url=pg_db.url, inventory=lab.inventory_dir, log_file=tmp_path / "rh.log")
+    rt = Runtime(settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RH_")}
+    env.update(
+        RH_DB_URL=pg_db.url,
+        RH_INVENTORY=str(lab.inventory_dir),
+        RH_LOG_FILE=str(tmp_path / "rh.log"),
+        RH_EXECUTOR="celery",
+        RH_BROKER_URL=broker,
+        XDG_STATE_HOME=str(tmp_path / "state"),
+    )
+    tickets: list[str] = []
+    for round_ in range(3):  # one job per host at a time: three tickets, one after the other
+        ticket_id = rt.tickets.create(
+            NewTicket(
+                type=TicketType.REMOTE_HANDS,
+                severity=Severity.DEGRADED,
+                title=f"power on, round {round_}",
+                requester="alice",
+                customer="provider",
+                subscription="provider",
+                request=TaskRequest(action="power.on", targets=HOSTS),
+            ),
+            rt.inventory(),
+        )
+        rt.tickets.approve(ticket_id, "bob")
+        tickets.append(ticket_id)
+    workers = [_worker(env, tmp_path / f"worker-{n}.log") for n in range(2)]
+    job_ids: list[int] = []
+    try:
+        for n, ticket_id in enumerate(tickets):
+            made = store.create_jobs_for_ticket(rt.db, rt.tickets.get(ticket_id), "bob", "test")
+            job_ids += made
+            if n == 1:  # a worker dies while this round runs; another takes its place
+                time.sleep(0.5)
+                workers[0].send_signal(signal.SIGKILL)
+                workers[0].wait(10)
+                workers.append(_worker(env, tmp_path / "worker-2.log"))
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                with rt.db.session() as s:
+                    states = [store.get_job(s, j).state for j in made]
+                if all(st in ("succeeded", "failed", "cancelled", "needs_operator") for st in states):
+                    break
+                time.sleep(0.2)
+            assert states == ["succeeded"] * len(made), (n, states, _logs(tmp_path))
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+        for w in workers:
+            try:
+                w.wait(15)
+            except subprocess.TimeoutExpired:
+                w.kill()
+        rt.db.dispose()
+    assert len(job_ids) == 3 * len(HOSTS)
+    logs = _logs(tmp_path)
+    assert "for site lab1 started (celery)" in logs
+
+
+def _logs(tmp_path: Path) -> str:
+    return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(tmp_path.glob("worker-*.log")))

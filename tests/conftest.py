@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -212,3 +214,18 @@ def pg_db() -> Iterator[Database]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def worker_until_idle(config: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``remotehands worker --until-idle`` in a process of its own with ``RH_CONFIG=config`` (crash tests set
+    ``RH_FAULT_KILL_AT`` in ``env_extra``); the test's other ``RH_*`` variables are not passed on."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RH_")}
+    env.update(RH_CONFIG=str(config), **env_extra)
+    return subprocess.run(
+        [sys.executable, "-m", "remotehands", "worker", "--until-idle", "--workers", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )

@@ -4,10 +4,7 @@ count erases at the lab Mac: exactly one per job, and the job ends succeeded (or
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +20,7 @@ from remotehands.runtime import Runtime
 from remotehands.ssh import keys
 from remotehands.tickets.base import Severity, TaskRequest, TicketType
 from remotehands.tickets.builtin import NewTicket
-from tests.conftest import job_state
+from tests.conftest import job_state, worker_until_idle
 
 HOST = "mac-02"  # a T2 Mac: erase-install without a volume owner
 STEPS = ("check-approval", "check-identity", "ensure-installer", "start-install", "wait-new-os", "verify")
@@ -49,19 +46,6 @@ def _current_key(lab: LabInfo, port: int) -> paramiko.PKey:
     found = known.lookup(f"[127.0.0.1]:{port}")
     assert found is not None
     return next(iter(found.values()))
-
-
-def _worker(config: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RH_")}
-    env.update(RH_CONFIG=str(config), **env_extra)
-    return subprocess.run(
-        [sys.executable, "-m", "remotehands", "worker", "--until-idle", "--workers", "1"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize(("step", "boundary"), CASES, ids=[f"{s}@{b}" for s, b in CASES])
@@ -104,11 +88,11 @@ def test_kill_at_every_boundary_erases_exactly_once(
         rt.db, rt.tickets.get(ticket_id), "bob", "test", inventory=rt.inventory()
     )
 
-    crashed = _worker(config, {"RH_FAULT_KILL_AT": f"{step}:{boundary}"})
+    crashed = worker_until_idle(config, {"RH_FAULT_KILL_AT": f"{step}:{boundary}"})
     with rt.db.session() as s:
         before_kill = (store.get_job(s, job_id).state, store.get_job(s, job_id).reason)
     assert crashed.returncode == -signal.SIGKILL, (before_kill, crashed.stderr[-2000:])
-    restarted = _worker(config, {})
+    restarted = worker_until_idle(config, {})
     assert restarted.returncode == 0, restarted.stderr[-2000:]
 
     state = job_state(rt, job_id)

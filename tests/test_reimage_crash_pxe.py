@@ -4,10 +4,7 @@ power cycle at the BMC and one install on the host per job, and the job ends suc
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +22,7 @@ from remotehands.server.app import create_app
 from remotehands.ssh import keys
 from remotehands.tickets.base import Severity, TaskRequest, TicketType
 from remotehands.tickets.builtin import NewTicket
-from tests.conftest import job_state
+from tests.conftest import job_state, worker_until_idle
 
 HOST = "esx-01"
 CASES = [
@@ -54,19 +51,6 @@ def _current_key(lab: LabInfo, port: int) -> paramiko.PKey:
     found = paramiko.HostKeys(str(lab.known_hosts)).lookup(f"[127.0.0.1]:{port}")
     assert found is not None
     return next(iter(found.values()))
-
-
-def _worker(config: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RH_")}
-    env.update(RH_CONFIG=str(config), **env_extra)
-    return subprocess.run(
-        [sys.executable, "-m", "remotehands", "worker", "--until-idle", "--workers", "1"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize(("step", "boundary"), CASES, ids=[f"{s}@{b}" for s, b in CASES])
@@ -113,9 +97,9 @@ def test_kill_around_the_cycle_cycles_and_installs_exactly_once(
         [job_id] = store.create_jobs_for_ticket(
             rt.db, rt.tickets.get(ticket_id), "bob", "test", inventory=rt.inventory()
         )
-        crashed = _worker(config, {"RH_FAULT_KILL_AT": f"{step}:{boundary}"})
+        crashed = worker_until_idle(config, {"RH_FAULT_KILL_AT": f"{step}:{boundary}"})
         assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
-        restarted = _worker(config, {})
+        restarted = worker_until_idle(config, {})
         assert restarted.returncode == 0, restarted.stderr[-2000:]
         with rt.db.session() as s:
             reason = store.get_job(s, job_id).reason

@@ -9,10 +9,7 @@ The lab is shared by the tests of this process, so each test reads the LUN's siz
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -31,7 +28,7 @@ from remotehands.storage.base import GiB
 from remotehands.storage.pipeline import StorageVerifyArray, refuse_ungrowable
 from remotehands.tickets.base import Severity, TaskRequest, TicketType
 from remotehands.tickets.builtin import NewTicket
-from tests.conftest import job_state, run_ticket, settle
+from tests.conftest import job_state, run_ticket, settle, worker_until_idle
 
 ARRAYS = ("san-ontap-01", "san-pure-01", "san-pstore-01")
 
@@ -200,19 +197,6 @@ def test_storage_host_error_needs_operator_then_resumes_at_the_host(rt: Runtime,
     assert all(v.device_size == size + 2 * GiB for v in _views(rt, array).values())
 
 
-def _worker(config: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RH_")}
-    env.update(RH_CONFIG=str(config), **env_extra)
-    return subprocess.run(
-        [sys.executable, "-m", "remotehands", "worker", "--until-idle", "--workers", "1"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize(
     "kill_at", ["storage-resize:after-act", "storage-resize:after-done", "host-rescan:esx-06:after-started"]
 )
@@ -229,9 +213,9 @@ def test_storage_crash_resumes_at_the_host_without_resizing_twice(
     resizes = _resizes(lab, array)
     ticket_id = _ticket(rt, array, {"lun": name, "size": size + GiB})
     [job_id] = store.create_jobs_for_ticket(rt.db, rt.tickets.get(ticket_id), "bob", "test")
-    crashed = _worker(config, {"RH_FAULT_KILL_AT": kill_at})
+    crashed = worker_until_idle(config, {"RH_FAULT_KILL_AT": kill_at})
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
-    restarted = _worker(config, {})
+    restarted = worker_until_idle(config, {})
     assert restarted.returncode == 0, restarted.stderr[-2000:]
     state, reason, steps = _job(rt, job_id)
     assert state == "succeeded", (reason, steps)

@@ -296,9 +296,8 @@ def _network_fields(host: _HostVars, fields: dict[str, object]) -> None:
             fields[key] = host.value(key)
 
 
-def _array_fields(host: _HostVars, fields: dict[str, object]) -> None:
-    """An array's pinned CA or TLS exception, and which hosts use which of its LUNs (``luns``: the model
-    checks the shape and reports the field path; the loader checks the hosts exist)."""
+def _tls_fields(host: _HostVars, fields: dict[str, object]) -> None:
+    """An HTTPS device's pinned CA bundle (an absolute path) and its explicit TLS exception (a boolean)."""
     if host.value("tls_ca") is not None:
         ca = host.text("tls_ca", None)
         if ca is not None and not ca.startswith("/"):
@@ -308,6 +307,12 @@ def _array_fields(host: _HostVars, fields: dict[str, object]) -> None:
         if not isinstance(host.value("tls_insecure"), bool):
             host.spot("tls_insecure").report("tls_insecure must be true or false")
         fields["tls_insecure"] = host.value("tls_insecure")
+
+
+def _array_fields(host: _HostVars, fields: dict[str, object]) -> None:
+    """An array's pinned CA or TLS exception, and which hosts use which of its LUNs (``luns``: the model
+    checks the shape and reports the field path; the loader checks the hosts exist)."""
+    _tls_fields(host, fields)
     if host.value("luns") is not None:
         fields["luns"] = host.value("luns")
 
@@ -360,15 +365,7 @@ def _pdu_fields(host: _HostVars, fields: dict[str, object]) -> None:
             host.spot("credentials"), host.value("credentials"), "a Redfish PDU needs credentials"
         )
         fields["redfish_id"] = host.text("redfish_id", None)
-        if host.value("tls_ca") is not None:
-            ca = host.text("tls_ca", None)
-            if ca is not None and not ca.startswith("/"):
-                host.spot("tls_ca").report("tls_ca must be an absolute path to a CA bundle")
-            fields["tls_ca"] = ca
-        if host.value("tls_insecure") is not None:
-            if not isinstance(host.value("tls_insecure"), bool):
-                host.spot("tls_insecure").report("tls_insecure must be true or false")
-            fields["tls_insecure"] = host.value("tls_insecure")
+        _tls_fields(host, fields)
     elif platform is not None:
         fields["snmp"] = snmp(host.spot("snmp"), host.value("snmp"))
     stagger = host.value("stagger_seconds")

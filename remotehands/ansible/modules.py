@@ -26,7 +26,7 @@ from remotehands import redaction
 from remotehands.cli.common import current_user
 from remotehands.cli.jobs_cmd import run_jobs
 from remotehands.cli.power_cmd import read_all, select_hosts
-from remotehands.config import Settings, load_settings
+from remotehands.config import load_settings
 from remotehands.errors import (
     ConfigError,
     InvalidRequest,
@@ -38,6 +38,7 @@ from remotehands.errors import (
 from remotehands.jobs import actions, store
 from remotehands.jobs.states import TERMINAL, JobState
 from remotehands.jobs.tables import Job
+from remotehands.logfile import log_to_file
 from remotehands.runtime import Runtime
 from remotehands.tickets.base import TaskRequest, Ticket, TicketStatus
 from remotehands.tickets.extract import request_key
@@ -105,24 +106,6 @@ def runtime(config: str | None) -> Iterator[Runtime]:
     finally:
         if "db" in rt.__dict__:
             rt.db.dispose()
-
-
-def log_to_file(settings: Settings) -> str | None:
-    """Log (redacted) to remotehands' log file, as the CLI does; the path, or None if it cannot be opened."""
-    path = settings.resolved_log_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3)
-    except OSError:
-        return None
-    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
-    handler.addFilter(redaction.RedactingFilter())
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    for noisy in ("alembic", "pyghmi", "redfish", "httpx", "paramiko"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    return str(path)
 
 
 def power_task(rt: Runtime, params: dict[str, Any], check_mode: bool) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from remotehands.cli import (
 from remotehands.cli.output import err_console
 from remotehands.config import load_settings
 from remotehands.errors import ConfigError, RemoteHandsError
+from remotehands.logfile import log_to_file
 
 app = typer.Typer(
     name="remotehands",
@@ -68,22 +69,10 @@ log = logging.getLogger("remotehands")
 def setup_logging() -> str | None:
     """Log to the state dir's log file (rotated), redacted. Returns the path, or None if it can't be opened."""
     try:
-        path = load_settings().resolved_log_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(
-            path, maxBytes=5_000_000, backupCount=3
-        )
-    except (OSError, ConfigError):
+        settings = load_settings()
+    except ConfigError:
         return None
-    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
-    handler.addFilter(redaction.RedactingFilter())
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    # redfish logs every request at INFO and its X-Auth-Token at DEBUG: keep it to warnings.
-    for noisy in ("alembic", "pyghmi", "redfish", "httpx", "uvicorn.access", "paramiko"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    return str(path)
+    return log_to_file(settings)
 
 
 def _fail(message: str, code: int, as_json: bool = False) -> int:

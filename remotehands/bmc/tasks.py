@@ -23,7 +23,7 @@ from remotehands.bmc.base import PowerAction, PowerDriver, PowerEvidence, PowerS
 from remotehands.bmc.paths import describe, open_first, open_index
 from remotehands.bmc.reachable import WaitReachable
 from remotehands.errors import RemoteHandsError, VerificationFailed
-from remotehands.inventory.models import PowerProfile
+from remotehands.inventory.models import Pdu, PowerProfile
 from remotehands.jobs import actions, slots
 from remotehands.jobs.approval import CheckApproval
 from remotehands.jobs.steps import Done, Reconciled, Step, StepContext, Verdict, Wait
@@ -53,12 +53,16 @@ def _read(ctx: StepContext) -> PowerState:
         driver.close()
 
 
-def _stagger(ctx: StepContext) -> Wait | None:
-    """For a PDU outlet, take the strip's next switching slot; a Wait when another outlet just went on."""
+def _strip(ctx: StepContext) -> Pdu | None:
+    """The PDU strip whose outlets are staggered, when the host is powered through an outlet."""
     profile = _profile(ctx)
     if profile.type != "pdu-outlet" or profile.pdu is None:
         return None
-    pdu = ctx.runtime.inventory().pdu(profile.pdu)
+    return ctx.runtime.inventory().pdu(profile.pdu)
+
+
+def _stagger(ctx: StepContext, pdu: Pdu) -> Wait | None:
+    """Take the strip's next switching slot; a Wait when another outlet just went on."""
     retry_at = slots.claim_device_slot(ctx.runtime.db, f"pdu:{pdu.name}", pdu.stagger_seconds)
     if retry_at is None:
         return None
@@ -199,9 +203,11 @@ class SendCycle(ManualStep):
 
 
 def _switch(ctx: StepContext, action: PowerAction, what: str) -> Done | Wait:
-    """Read, then send ``action`` only if the host is not already there (ON is staggered on PDU strips)."""
-    if action is PowerAction.ON and (wait := _stagger(ctx)) is not None:
-        return wait
+    """Read, then send ``action`` only if the host is not already there.
+
+    ON through a PDU outlet is staggered: the strip's slot is claimed just before the command and pushed
+    on again once it returned, so outlets reach the strip ``stagger_seconds`` apart however slow a command."""
+    strip = _strip(ctx) if action is PowerAction.ON else None
     driver = _driver(ctx)
     try:
         state = driver.state()
@@ -209,7 +215,13 @@ def _switch(ctx: StepContext, action: PowerAction, what: str) -> Done | Wait:
         if state is want:
             ctx.data["sent"] = None
             return Done(f"{ctx.target} already {state.value}; nothing sent ({what})")
-        driver.set_state(action)
+        if strip is not None and (wait := _stagger(ctx, strip)) is not None:
+            return wait
+        try:
+            driver.set_state(action)
+        finally:
+            if strip is not None:
+                slots.hold_device_slot(ctx.runtime.db, f"pdu:{strip.name}", strip.stagger_seconds)
     finally:
         driver.close()
     ctx.data["sent"], ctx.data["sent_at"] = action.value, time.time()

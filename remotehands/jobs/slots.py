@@ -36,3 +36,17 @@ def claim_device_slot(db: Database, device: str, spacing: float) -> datetime | N
                 return stamp + timedelta(seconds=min(spacing, 1.0))
             return None
         return aware(slot.next_at)
+
+
+def hold_device_slot(db: Database, device: str, spacing: float) -> None:
+    """Push the device's next slot to ``spacing`` seconds from now (called once a switch command has
+    returned): the next outlet goes on at least ``spacing`` after this one reached the strip, however long
+    the command took after its slot was claimed."""
+    stamp = now() + timedelta(seconds=spacing)
+    with db.session() as s:
+        s.execute(
+            update(DeviceSlot)
+            .where(DeviceSlot.device == device, DeviceSlot.next_at < stamp)
+            .values(next_at=stamp)
+            .execution_options(synchronize_session=False)
+        )

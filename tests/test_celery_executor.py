@@ -118,7 +118,9 @@ def test_celery_workers_take_the_sites_jobs_and_a_killed_worker_is_replaced(
                 reasons = {
                     j: store.get_job(s, j).reason for j in made if store.get_job(s, j).state != "succeeded"
                 }
-            assert states == ["succeeded"] * len(made), (n, states, reasons, _logs(tmp_path)[-1500:])
+            assert states == ["succeeded"] * len(made), (
+                f"round {n}: {reasons}\n{_errors(tmp_path / 'rh.log')}\n{_logs(tmp_path)[-1500:]}"
+            )
     finally:
         for w in workers:
             if w.poll() is None:
@@ -136,3 +138,13 @@ def test_celery_workers_take_the_sites_jobs_and_a_killed_worker_is_replaced(
 
 def _logs(tmp_path: Path) -> str:
     return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(tmp_path.glob("worker-*.log")))
+
+
+def _errors(log: Path) -> str:
+    """The tracebacks the workers logged (an internal error's cause), for a failure message."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    keep = [i for i, line in enumerate(lines) if "ERROR" in line or "Traceback" in line]
+    return "\n".join(lines[i] for j in keep for i in range(j, min(j + 40, len(lines))))[-6000:]

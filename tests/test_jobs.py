@@ -51,6 +51,17 @@ def test_power_cycle_ticket_end_to_end(rt, lab):
     assert outbox.pending(rt.db) == 0
 
 
+def test_power_status_job_reads_the_state_and_sends_no_power_command(rt, lab):
+    m = mark(lab, "esx-05")
+    ticket_id = open_ticket(rt, "esx-05", action="power.status")
+    [job_id] = run_ticket(rt, ticket_id)
+    assert job_state(rt, job_id) == "succeeded"
+    sent = {str(e["command"]) for e in m.commands()}
+    assert not sent & {"power_off", "power_on", "cycle", "reset", "soft_off"}, sent
+    trail = [c.body for c in rt.tickets.comments(ticket_id)]
+    assert any("read-power: esx-05 power is on via ipmi" in c for c in trail), trail
+
+
 def test_unapproved_ticket_is_refused_and_nothing_reaches_the_bmc(rt, lab):
     m = mark(lab, "esx-03")
     ticket_id = open_ticket(rt, "esx-03", approver=None)

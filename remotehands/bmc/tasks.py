@@ -76,8 +76,8 @@ class ReadPower(Step):
     description = "choose the power path and read the host's power state before acting"
     idempotent = True
 
-    def __init__(self, action: PowerAction) -> None:
-        self.action = action
+    def __init__(self, action: PowerAction | None) -> None:
+        self.action = action  # None: only read (power.status)
 
     def run(self, ctx: StepContext) -> Done:
         opened = open_first(ctx.runtime, ctx.host())
@@ -96,7 +96,7 @@ class ReadPower(Step):
             )
         if self.action is PowerAction.CYCLE:
             ctx.data["mode"] = NATIVE if evidence else OFF_ON
-        else:
+        elif self.action is not None:
             ctx.data["mode"] = DIRECT
         return Done(f"{ctx.target} power is {opened.state.value} {opened.summary()}")
 
@@ -367,6 +367,15 @@ actions.register(
         lambda: set_steps(PowerAction.ON),
         DEADLINE_S,
         "power on",
+    )
+)
+actions.register(
+    actions.Action(
+        "power.status",
+        "read a host's power state through its first answering power path (changes nothing)",
+        lambda: [CheckApproval(), ReadPower(None)],
+        DEADLINE_S,
+        "power status",
     )
 )
 actions.register(

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from remotehands.lab.process import LabInfo
 from remotehands.runtime import Runtime
 from remotehands.tickets.base import Severity, TaskRequest, TicketType
 from remotehands.tickets.builtin import NewTicket
+from tests.conftest import job_state, mark, open_ticket, settle
 
 BROKERS = {
     "redis": ("redis://127.0.0.1:6379/15", 6379),
@@ -134,6 +136,50 @@ def test_celery_workers_take_the_sites_jobs_and_a_killed_worker_is_replaced(
     assert len(job_ids) == 3 * len(HOSTS)
     logs = _logs(tmp_path)
     assert "for site lab1 started (celery)" in logs
+
+
+def test_a_duplicated_message_taken_by_two_threads_of_one_worker_runs_the_job_once(
+    tmp_path: Path, lab: LabInfo
+) -> None:
+    """The broker may deliver "advance job J" twice, and both copies may land on two threads of one worker
+    process: exactly one of them may hold the job (found by the campaign: both claimed it with the process's
+    lease owner and inserted the same journal row)."""
+    from remotehands.jobs.celery_exec import TASK, make_app
+
+    settings = Settings(
+        db_url=f"sqlite:///{tmp_path / 'rh.db'}",
+        inventory=lab.inventory_dir,
+        log_file=tmp_path / "rh.log",
+        executor="celery",
+        broker_url=BROKERS["redis"][0],  # never contacted: the task is called in this process
+    )
+    rt = Runtime(settings)
+    try:
+        m = mark(lab, "esx-07")
+        [job_id] = store.create_jobs_for_ticket(
+            rt.db, rt.tickets.get(open_ticket(rt, "esx-07")), "bob", "test"
+        )
+        task = make_app(rt, store.new_owner()).tasks[TASK]
+        together = threading.Barrier(2)
+        results: list[str | None] = []
+
+        def take() -> None:
+            together.wait()
+            results.append(task(job_id))
+
+        threads = [threading.Thread(target=take) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert None in results, results  # one of the two found the job held and left it
+        settle(rt, [job_id])
+        assert job_state(rt, job_id) == "succeeded"
+        assert len(m.commands("cycle")) == 1
+        with rt.db.session() as s:
+            assert all(st.attempt == 1 for st in store.steps_of(s, job_id))
+    finally:
+        rt.db.dispose()
 
 
 def _logs(tmp_path: Path) -> str:

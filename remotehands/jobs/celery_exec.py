@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from remotehands.errors import ConfigError, RemoteHandsError, UnknownTarget
@@ -77,7 +78,9 @@ def make_app(runtime: Runtime, owner: str) -> Celery:
 
     @app.task(name=TASK)  # type: ignore[untyped-decorator]
     def advance(job_id: int) -> str | None:
-        state = runner.advance(runtime, int(job_id), owner)
+        # A lease owner per task run, not per process: a duplicated message taken by two threads of one
+        # worker must not let both hold the job (a claim succeeds again for the lease's own owner).
+        state = runner.advance(runtime, int(job_id), f"{owner}:{uuid.uuid4().hex[:8]}")
         return state.value if state is not None else None
 
     return app

@@ -7,6 +7,11 @@
 - it survives malformed packets (the class can raise ``AttributeError``);
 - it starts a new login that pyghmi routes to an existing session object (same client address and port:
   pyghmi clients reuse their sockets) from clean counters, not the old session's sequence number;
+- a sessionless packet (a new login) that pyghmi's loop hands to this session object, because the packet
+  arrived on its BMC's socket from an address no session is known under (a client restarted on a reused
+  port, after the old session was dropped), goes to the BMC: the class has no ``sessionless_data`` and
+  raised ``AttributeError``, which ended the listener's pass over every queued packet (clients then timed
+  out; seen with workers SIGKILLed every few seconds);
 - it lets its BMC drop incoming packets (``SimulatedBmc(packet_loss=...)``): the BMC decides, per packet.
 
 ``last_request`` is the BMC's retransmit cache for this session (``SimulatedBmc.handle_raw_request``).
@@ -36,6 +41,9 @@ class SimSession(serversession.ServerSession):  # type: ignore[misc]
         self.remseqnumber = None
         self.last_request: tuple[Any, ...] | None = None
         super().__init__(*args, **kwargs)
+
+    def sessionless_data(self, data: Any, sockaddr: Any) -> None:
+        self.bmc.sessionless_data(data, sockaddr)
 
     def create_open_session_response(self, request: Any) -> bytearray:
         # A new login on a reused session object: forget the previous session's counters.

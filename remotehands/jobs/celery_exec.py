@@ -20,6 +20,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+
 from remotehands.errors import ConfigError, RemoteHandsError, UnknownTarget
 from remotehands.jobs import outbox, runner, store, sweeper
 from remotehands.jobs.tables import Job
@@ -102,7 +104,7 @@ class Dispatcher:
     def __init__(self, runtime: Runtime, app: Celery, site: str, owner: str) -> None:
         self.runtime, self.app, self.site, self.owner = runtime, app, site, owner
         self.queue = site_queue(runtime, site)
-        self.sent: dict[int, float] = {}
+        self.sent: dict[int, tuple[float, Any]] = {}  # job id -> (when sent, its next_run_at then)
         self._stop = threading.Event()
 
     def tick(self) -> int:
@@ -112,19 +114,30 @@ class Dispatcher:
         inventory = self.runtime.inventory()
         ids = store.runnable_ids(db, limit=200)
         with db.session() as s:
-            targets = {job.id: job.target for job in s.query(Job).filter(Job.id.in_(ids))}
+            due = {
+                row.id: (row.target, row.next_run_at)
+                for row in s.execute(select(Job.id, Job.target, Job.next_run_at).where(Job.id.in_(ids)))
+            }
         now = time.monotonic()
         for job_id in ids:
             try:
-                if site_of(inventory, targets[job_id]) != self.site:
+                target, due_at = due[job_id]
+                if site_of(inventory, target) != self.site:
                     continue
             except (KeyError, RemoteHandsError):
                 continue
-            if now - self.sent.get(job_id, -REDISPATCH_S) < REDISPATCH_S:
+            # Sent once per due time: a job that waited (a new next_run_at) is sent as soon as it is due
+            # again; the same due time again only after REDISPATCH_S (its message was lost, or is queued
+            # behind others).
+            last = self.sent.get(job_id)
+            if last is not None and last[1] == due_at and now - last[0] < REDISPATCH_S:
                 continue
             self.app.send_task(TASK, args=[job_id], queue=self.queue, declare=[self.queue])
-            self.sent[job_id] = now
+            self.sent[job_id] = (now, due_at)
             sent += 1
+        for job_id in set(self.sent) - set(ids):
+            if now - self.sent[job_id][0] > REDISPATCH_S:
+                del self.sent[job_id]  # taken, ended or waiting: forget it (the map stays small)
         outbox.deliver(db, self.runtime.ticket_system, owner=self.owner)
         return sent
 

@@ -410,6 +410,7 @@ def reclaim_dead_local_leases(db: Database) -> int:
             if pid and not _alive(pid):
                 job.lease_owner = None
                 job.lease_expires_at = None
+                job.next_run_at = now()  # a new due time: dispatchers send it at once (celery_exec)
                 cleared += 1
     return cleared
 

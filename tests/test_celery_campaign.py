@@ -17,12 +17,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from remotehands.config import load_settings
 from remotehands.db import Database
@@ -276,7 +277,19 @@ def test_celery_campaign_two_sites_workers_killed_every_few_seconds(
             for job_id, target, site, owner in rows
             if fleet.site_of_pid.get(int(owner.split(":")[1])) != site_of[target] or site != site_of[target]
         ]
+        # One job at a time per host: the jobs of a host ran in disjoint intervals.
+        spans: dict[str, list[tuple[Any, Any]]] = {}
+        for target, first, last in s.execute(
+            select(Job.target, func.min(JobStep.started_at), func.max(JobStep.finished_at))
+            .join(JobStep, JobStep.job_id == Job.id)
+            .group_by(Job.id, Job.target)
+        ):
+            spans.setdefault(target, []).append((first, last))
+    overlaps = [
+        (host, a, b) for host, runs in spans.items() for a, b in pairwise(sorted(runs)) if b[0] < a[1]
+    ]
     assert wrong == [], wrong[:10]
+    assert overlaps == [], overlaps[:5]
     rt.db.dispose()
 
 

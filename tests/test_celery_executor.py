@@ -182,6 +182,38 @@ def test_a_duplicated_message_taken_by_two_threads_of_one_worker_runs_the_job_on
         rt.db.dispose()
 
 
+def test_concurrent_creators_get_one_job_per_target_on_postgresql(lab: LabInfo, pg_db: Database) -> None:
+    """One active job per host holds on PostgreSQL across processes' sessions: eight creators racing for
+    esx-08 with eight approved tickets get one job; the others are refused naming it (a UNIQUE column, no
+    in-process lock)."""
+    from remotehands.errors import TargetBusy
+
+    rt = Runtime(Settings(db_url=pg_db.url, inventory=lab.inventory_dir))
+    try:
+        tickets = [open_ticket(rt, "esx-08", action="power.off") for _ in range(8)]
+        together = threading.Barrier(len(tickets))
+        made: list[int] = []
+        refused: list[str] = []
+
+        def create(ticket_id: str) -> None:
+            ticket = rt.tickets.get(ticket_id)
+            together.wait()
+            try:
+                made.extend(store.create_jobs_for_ticket(rt.db, ticket, "bob", "test"))
+            except TargetBusy as exc:
+                refused.append(str(exc))
+
+        threads = [threading.Thread(target=create, args=(t,)) for t in tickets]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(made) == 1 and len(refused) == 7, (made, refused)
+        assert all(f"job {made[0]}" in message for message in refused), refused
+    finally:
+        rt.db.dispose()
+
+
 def _logs(tmp_path: Path) -> str:
     return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(tmp_path.glob("worker-*.log")))
 

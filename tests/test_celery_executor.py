@@ -214,6 +214,51 @@ def test_concurrent_creators_get_one_job_per_target_on_postgresql(lab: LabInfo, 
         rt.db.dispose()
 
 
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_one_dispatcher_wins_each_send_of_a_due_job(
+    engine: str, tmp_path: Path, lab: LabInfo, request: pytest.FixtureRequest
+) -> None:
+    """Dispatchers of one site race for the same due jobs: one wins each job per due time; a job due again
+    (it waited) is won again at once; the same due time only after the re-send interval."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from remotehands.jobs.tables import Job
+
+    url = f"sqlite:///{tmp_path / 'rh.db'}" if engine == "sqlite" else request.getfixturevalue("pg_db").url
+    rt = Runtime(Settings(db_url=url, inventory=lab.inventory_dir))
+    try:
+        ids = [
+            store.create_jobs_for_ticket(
+                rt.db, rt.tickets.get(open_ticket(rt, h, action="power.status")), "b", "t"
+            )[0]
+            for h in ("esx-01", "esx-02", "esx-03")
+        ]
+        results: list[list[int]] = []
+        together = threading.Barrier(4)
+
+        def dispatch() -> None:
+            together.wait()
+            results.append(store.mark_dispatched(rt.db, ids, 10.0))
+
+        threads = [threading.Thread(target=dispatch) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(j for won in results for j in won) == ids, results  # each job sent exactly once
+        assert store.mark_dispatched(rt.db, ids, 10.0) == []
+        with rt.db.session() as s:  # the second job waited: due again at a new time
+            s.execute(
+                update(Job).where(Job.id == ids[1]).values(next_run_at=store.now() + timedelta(seconds=1))
+            )
+        assert store.mark_dispatched(rt.db, ids, 10.0) == [ids[1]]
+        assert store.mark_dispatched(rt.db, ids, 0.0) == ids  # after the interval: sent again (lost message)
+    finally:
+        rt.db.dispose()
+
+
 def _logs(tmp_path: Path) -> str:
     return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(tmp_path.glob("worker-*.log")))
 

@@ -59,6 +59,10 @@ class Job(Base):
     request_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
     # SHA-256 of the job's callback token (POST /callbacks/{job}); the token is handed to the installer.
     callback_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # celery executor: when the job was last sent to its site's queue and the ``next_run_at`` it was sent
+    # for; one dispatcher among a site's workers wins each send (a conditional UPDATE), not one per worker.
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    dispatched_for: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class JobStep(Base):

@@ -45,7 +45,7 @@ POWER_JOBS = 500
 REIMAGE_JOBS = 50
 WORKERS_PER_SITE = 2
 KILL_EVERY_S = (3.0, 7.0)  # a random worker is SIGKILLed after a random pause in this range
-CAMPAIGN_TIMEOUT_S = 420
+CAMPAIGN_TIMEOUT_S = 600
 IMAGES = {
     "esxi": ("esxi-8u3", 'os = "esxi"\nversion = "8.0.3"\nbuild = "24022510"\niso_url = "https://repo.lab/esxi.iso"'),
     "linux": ("ubuntu-22", 'os = "linux"\nversion = "22.04"\nbuild = "22.04"\niso_url = "https://repo.lab/u22.iso"'),
@@ -58,6 +58,8 @@ def two_site_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab
     rest in fra1 (one rack each). Returns the lab, the inventory directory and each host's site."""
     where = tmp_path_factory.mktemp("campaign-lab")
     info = start_lab(where, hosts=2 * HOSTS_PER_SITE, redfish=0, macs=0, cycle_delay=0.3)
+    for thread in os.listdir(f"/proc/{info.pid}/task"):  # see NICE (niceness is per thread on Linux)
+        os.setpriority(os.PRIO_PROCESS, int(thread), 10)
     try:
         inventory = where / "two-sites"
         yield info, inventory, _split_inventory(info, inventory)
@@ -150,6 +152,11 @@ def _config(tmp_path: Path, db: Database, inventory: Path, broker: str, lab: Lab
     return config
 
 
+# The campaign's processes yield the CPU to the rest of the suite, which runs beside it in CI (2 cores):
+# unniced, it slowed the other pytest process from 10 to 14.5 minutes. ``nice`` execs: the pid stays.
+NICE = ("nice", "-n", "10")
+
+
 class Fleet:
     """The worker processes: started per site, SIGKILLed at random, each remembered with its site."""
 
@@ -162,7 +169,7 @@ class Fleet:
     def start(self, site: str) -> None:
         n = len(self.site_of_pid)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "remotehands", "worker", "--site", site, "--workers", "6"],
+            [*NICE, sys.executable, "-m", "remotehands", "worker", "--site", site, "--workers", "6"],
             env=self.env,
             stdout=(self.logs / f"worker-{n}-{site}.log").open("ab"),
             stderr=subprocess.STDOUT,
@@ -225,7 +232,7 @@ def test_celery_campaign_two_sites_workers_killed_every_few_seconds(
     before = {h: Counter(e["command"] for e in read_bmc_log(lab.log_path, host=h)) for h in site_of}
     erased_before = {h: len(read_bmc_log(lab.log_path, host=h, command="erase")) for h in site_of}
     server = subprocess.Popen(
-        [sys.executable, "-m", "remotehands", "serve", "--no-engine", "--port", str(port)],
+        [*NICE, sys.executable, "-m", "remotehands", "serve", "--no-engine", "--port", str(port)],
         env=env,
         stdout=(tmp_path / "serve.log").open("ab"),
         stderr=subprocess.STDOUT,

@@ -40,7 +40,7 @@ from tests.test_celery_executor import BROKERS, _errors, _reachable
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 SITES = ("ams1", "fra1")
-HOSTS_PER_SITE = 10
+HOSTS_PER_SITE = 15
 POWER_JOBS = 500
 REIMAGE_JOBS = 50
 WORKERS_PER_SITE = 2

@@ -192,20 +192,10 @@ def bare_app() -> Any:
     from celery import Celery
     from kombu.entity import Queue
 
+    from remotehands.jobs.celery_exec import celery_conf
+
     app = Celery("bench-bare", broker=BROKER)
-    app.conf.update(
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
-        task_ignore_result=True,
-        task_serializer="json",
-        accept_content=["json"],
-        broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 6 * 3600},
-        worker_hijack_root_logger=False,
-        task_queues=[Queue(BARE_QUEUE, durable=True)],  # type: ignore[no-untyped-call]
-    )
+    app.conf.update(celery_conf(BROKER), task_queues=[Queue(BARE_QUEUE, durable=True)])  # type: ignore[no-untyped-call]
     return app
 
 

@@ -52,6 +52,26 @@ def site_of(inventory: Inventory, target: str) -> str:
     raise UnknownTarget(f"no host, device or array {target!r} in the inventory", fix="check the job's target")
 
 
+def celery_conf(url: str) -> dict[str, Any]:
+    """The Celery settings of a worker on broker ``url`` (``benchmarks/scale.py``'s bare peer uses them too):
+    late acks, reject on worker lost, prefetch 1, running tasks cancelled on a lost connection, JSON only,
+    and on Redis a visibility timeout far above any work unit."""
+    amqp = url.startswith(("amqp", "pyamqp"))
+    return {
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {} if amqp else {"visibility_timeout": VISIBILITY_S},
+        "worker_hijack_root_logger": False,
+        **({"task_create_missing_queues": False} if amqp else {}),
+    }
+
+
 def make_app(runtime: Runtime, owner: str) -> Celery:
     """The Celery app of this process: broker from the settings, task ``remotehands.advance``."""
     from celery import Celery
@@ -62,21 +82,7 @@ def make_app(runtime: Runtime, owner: str) -> Celery:
             "executor celery needs broker_url", fix="set broker_url (redis://... or amqp://...)"
         )
     app = Celery("remotehands", broker=url)
-    amqp = url.startswith(("amqp", "pyamqp"))
-    app.conf.update(
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
-        task_ignore_result=True,
-        task_serializer="json",
-        accept_content=["json"],
-        broker_connection_retry_on_startup=True,
-        broker_transport_options={} if amqp else {"visibility_timeout": VISIBILITY_S},
-        worker_hijack_root_logger=False,
-    )
-    if amqp:
-        app.conf.task_create_missing_queues = False
+    app.conf.update(celery_conf(url))
 
     @app.task(name=TASK)  # type: ignore[untyped-decorator]
     def advance(job_id: int) -> str | None:

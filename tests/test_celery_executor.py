@@ -224,6 +224,7 @@ def test_one_dispatcher_wins_each_send_of_a_due_job(
 
     from sqlalchemy import update
 
+    from remotehands.jobs.celery_exec import mark_dispatched
     from remotehands.jobs.tables import Job
 
     url = f"sqlite:///{tmp_path / 'rh.db'}" if engine == "sqlite" else request.getfixturevalue("pg_db").url
@@ -240,7 +241,7 @@ def test_one_dispatcher_wins_each_send_of_a_due_job(
 
         def dispatch() -> None:
             together.wait()
-            results.append(store.mark_dispatched(rt.db, ids, 10.0))
+            results.append(mark_dispatched(rt.db, ids, 10.0))
 
         threads = [threading.Thread(target=dispatch) for _ in range(4)]
         for t in threads:
@@ -248,13 +249,13 @@ def test_one_dispatcher_wins_each_send_of_a_due_job(
         for t in threads:
             t.join(30)
         assert sorted(j for won in results for j in won) == ids, results  # each job sent exactly once
-        assert store.mark_dispatched(rt.db, ids, 10.0) == []
+        assert mark_dispatched(rt.db, ids, 10.0) == []
         with rt.db.session() as s:  # the second job waited: due again at a new time
             s.execute(
                 update(Job).where(Job.id == ids[1]).values(next_run_at=store.now() + timedelta(seconds=1))
             )
-        assert store.mark_dispatched(rt.db, ids, 10.0) == [ids[1]]
-        assert store.mark_dispatched(rt.db, ids, 0.0) == ids  # after the interval: sent again (lost message)
+        assert mark_dispatched(rt.db, ids, 10.0) == [ids[1]]
+        assert mark_dispatched(rt.db, ids, 0.0) == ids  # after the interval: sent again (lost message)
     finally:
         rt.db.dispose()
 

@@ -18,9 +18,10 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 
 from remotehands.errors import ConfigError, RemoteHandsError, UnknownTarget
 from remotehands.jobs import outbox, runner, store, sweeper
@@ -29,6 +30,7 @@ from remotehands.jobs.tables import Job
 if TYPE_CHECKING:
     from celery import Celery
 
+    from remotehands.db import Database
     from remotehands.inventory.models import Inventory
     from remotehands.runtime import Runtime
 
@@ -104,6 +106,31 @@ def site_queue(runtime: Runtime, site: str) -> Any:
     return Queue(queue_of(site), durable=True, queue_arguments=arguments)  # type: ignore[no-untyped-call]
 
 
+def mark_dispatched(db: Database, job_ids: list[int], again_after: float) -> list[int]:
+    """Of ``job_ids``, those this caller may send to the broker now: not sent yet for their current due
+    time (``next_run_at``), or sent more than ``again_after`` seconds ago (the message was lost or is still
+    queued). One conditional UPDATE, so of several dispatchers racing for a job exactly one wins."""
+    if not job_ids:
+        return []
+    stamp = store.now()
+    with db.session() as s:
+        won = s.execute(
+            update(Job)
+            .where(
+                Job.id.in_(job_ids),
+                or_(
+                    Job.dispatched_at.is_(None),
+                    Job.dispatched_for.is_distinct_from(Job.next_run_at),
+                    Job.dispatched_at < stamp - timedelta(seconds=again_after),
+                ),
+            )
+            .values(dispatched_at=stamp, dispatched_for=Job.next_run_at)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+        return sorted(won.scalars())
+
+
 class Dispatcher:
     """Sends this site's due jobs to its queue and sweeps dead leases; delivers the outbox in a loop of its
     own (one of each per worker)."""
@@ -132,7 +159,7 @@ class Dispatcher:
                 continue
         # Sent once per due time by one of the site's dispatchers: a job that waited (a new next_run_at) is
         # sent as soon as it is due again; the same due time again only after REDISPATCH_S.
-        won = store.mark_dispatched(db, mine, REDISPATCH_S)
+        won = mark_dispatched(db, mine, REDISPATCH_S)
         for job_id in won:
             self.app.send_task(TASK, args=[job_id], queue=self.queue, declare=[self.queue])
         return len(won)

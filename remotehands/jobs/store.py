@@ -248,31 +248,6 @@ def runnable_ids(db: Database, limit: int = 50, only: frozenset[int] | None = No
         return list(s.execute(query).scalars())
 
 
-def mark_dispatched(db: Database, job_ids: list[int], again_after: float) -> list[int]:
-    """Of ``job_ids``, those this caller may send to the broker now: not sent yet for their current due
-    time (``next_run_at``), or sent more than ``again_after`` seconds ago (the message was lost or is still
-    queued). One conditional UPDATE, so of several dispatchers racing for a job exactly one wins."""
-    if not job_ids:
-        return []
-    stamp = now()
-    with db.session() as s:
-        won = s.execute(
-            update(Job)
-            .where(
-                Job.id.in_(job_ids),
-                or_(
-                    Job.dispatched_at.is_(None),
-                    Job.dispatched_for.is_distinct_from(Job.next_run_at),
-                    Job.dispatched_at < stamp - timedelta(seconds=again_after),
-                ),
-            )
-            .values(dispatched_at=stamp, dispatched_for=Job.next_run_at)
-            .returning(Job.id)
-            .execution_options(synchronize_session=False)
-        )
-        return sorted(won.scalars())
-
-
 def request_cancel(db: Database, job_id: int, actor: str) -> JobState:
     """Ask a job to stop. A queued, waiting or needs_operator job not held by a worker is cancelled at once;
     a running one stops at its next step boundary. Raises ``NotPermitted`` for a finished job."""

@@ -363,15 +363,23 @@ class IpmiPower:
     def _login(self, deadline: float) -> Any:
         """Log in. A login that got no answer is tried again until ``deadline``: pyghmi restarts a handshake
         that lost a packet only once, so on a lossy network (30% loss: a clean five-packet handshake one
-        time in six) a single attempt fails often. A refused login is not tried again."""
+        time in six) a single attempt fails often. A refused login is not tried again, except a first
+        "Incorrect password": pyghmi reports that for any RAKP2 whose HMAC does not match, and a stale RAKP2
+        answering a retransmitted handshake does not (seen under load with workers SIGKILLed around the
+        BMCs); a wrong password fails the second login too."""
         from pyghmi import exceptions as pyghmi_exc
 
+        hmac_mismatches = 0
         while True:
             try:
                 return self._login_once()
             except pyghmi_exc.IpmiException as exc:
                 if isinstance(translate(self._endpoint, "log in", exc), DeviceRefused):
-                    raise
+                    hmac_mismatches += "Incorrect password" in str(exc)
+                    if hmac_mismatches != 1 or "Incorrect password" not in str(exc):
+                        raise
+                    log.info("IPMI %s: login HMAC mismatch (a stale answer?); trying once more", self.device)
+                    continue
                 if time.monotonic() >= deadline:
                     raise
                 log.info("IPMI %s: login got no answer (%s); trying again", self.device, exc)

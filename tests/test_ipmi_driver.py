@@ -228,6 +228,19 @@ def test_stray_packets_do_not_kill_the_bmc(lab, driver):
     assert "esx-04: dropped a malformed packet" in (lab.state_dir / "lab.log").read_text()
 
 
+def test_a_new_login_to_one_bmc_leaves_the_sessions_of_the_others_answering(lab, driver):
+    # pyghmi's client puts its sessions on one UDP socket. A second login from that socket to a BMC of the
+    # lab reached the first login's session object, which deleted every session of the socket's address on
+    # every BMC of the lab: the open session to esx-03 then got no answer (CI failed on it).
+    held = driver("esx-03", timeout=2.0)
+    assert held.state() is PowerState.ON
+    for _ in range(2):
+        other = driver("esx-01", timeout=2.0)
+        assert other.state() is PowerState.ON
+        other.close()
+    assert held.state() is PowerState.ON
+
+
 def test_two_bmcs_from_two_threads_do_not_mix_sessions(lab, driver):
     rounds = {"esx-01": 3, "esx-04": 5}
     before = {host: count(lab, host, "power_off") for host in rounds}

@@ -296,6 +296,8 @@ def _route_by_address() -> None:
     """Route packets by the BMC's address and port, and logins to the BMC (module docstring)."""
     from pyghmi.ipmi.private import session as ipmisession
 
+    from remotehands.lab.bmc_sim_session import starts_login
+
     def graball(mysockets: Any, iowaiters: Any) -> list[Any]:
         sockaddrs = []
         for mysocket in mysockets:
@@ -309,7 +311,7 @@ def _route_by_address() -> None:
                 rdata = (*rdata, mysocket)
                 relsession = None
                 handlers = ipmisession.Session.bmc_handlers
-                if _sessionless(rdata[0]) and rdata[2] in handlers:
+                if starts_login(rdata[0]) and rdata[2] in handlers:
                     # A new login from a client socket that had a session here: pyghmi's old session object
                     # would drop every session of that client address, on every BMC of this process.
                     rdata = (*rdata, False)
@@ -331,14 +333,6 @@ def _route_by_address() -> None:
         return sockaddrs
 
     ipmisession._io_graball = graball
-
-
-def _sessionless(data: bytes) -> bool:
-    """A login's first packets: IPMI 1.5 outside any session (sequence number and id 0), or an RMCP+ Open
-    Session Request. The BMC answers them and makes a new session object for the login."""
-    if len(data) >= 13 and data[4] in (0, 2):
-        return not any(data[5:13])
-    return len(data) >= 6 and data[4] == 6 and data[5] & 0x3F == 0x10
 
 
 def _serve_ipmi(spec: dict[str, Any]) -> int:

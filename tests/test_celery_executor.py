@@ -20,7 +20,9 @@ import pytest
 
 from remotehands.config import Settings
 from remotehands.db import Database
-from remotehands.jobs import store
+from remotehands.errors import ActionFailed
+from remotehands.jobs import actions, store
+from remotehands.jobs.steps import Done, Step, StepContext
 from remotehands.lab.process import LabInfo
 from remotehands.runtime import Runtime
 from remotehands.tickets.base import Severity, TaskRequest, TicketType
@@ -179,6 +181,88 @@ def test_a_duplicated_message_taken_by_two_threads_of_one_worker_runs_the_job_on
         with rt.db.session() as s:
             assert all(st.attempt == 1 for st in store.steps_of(s, job_id))
     finally:
+        rt.db.dispose()
+
+
+class _HeldStep(Step):
+    """A long step that runs until the test lets it finish."""
+
+    name = "held"
+    description = "run until the test says so"
+    idempotent = True
+    long = True
+
+    def __init__(self, started: threading.Event, gate: threading.Event) -> None:
+        self.started, self.gate = started, gate
+
+    def run(self, ctx: StepContext) -> Done:
+        self.started.set()
+        if not self.gate.wait(60):
+            raise ActionFailed("the test never let the held step finish")
+        return Done("held until released")
+
+
+def test_a_job_with_a_long_step_runs_beside_the_task_so_no_message_is_held_while_it_runs(
+    tmp_path: Path, lab: LabInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A playbook run can outlast RabbitMQ's consumer_timeout (30 min), after which the broker closes the
+    channel and the worker cancels its running tasks: the task hands such a job to a long-unit thread and
+    returns at once (its message is acknowledged); the job's lease holds it while it runs. With every
+    long-unit thread busy, a task leaves the job due, unclaimed, for a later dispatch."""
+    from remotehands.jobs.celery_exec import TASK, LongUnits, make_app
+
+    started, gate = threading.Event(), threading.Event()
+    monkeypatch.setitem(
+        actions._ACTIONS,
+        "test.held",
+        actions.Action("test.held", "a long step", steps=lambda: [_HeldStep(started, gate)]),
+    )
+    assert any(step.long for step in actions.get("playbook.run").steps())
+    settings = Settings(
+        db_url=f"sqlite:///{tmp_path / 'rh.db'}",
+        inventory=lab.inventory_dir,
+        log_file=tmp_path / "rh.log",
+        executor="celery",
+        broker_url=BROKERS["redis"][0],  # never contacted: the task is called in this process
+    )
+    rt = Runtime(settings)
+    long_units = LongUnits(rt, slots=1)
+    try:
+        [held] = store.create_jobs_for_ticket(
+            rt.db, rt.tickets.get(open_ticket(rt, "esx-06", action="test.held")), "bob", "test"
+        )
+        [second] = store.create_jobs_for_ticket(
+            rt.db, rt.tickets.get(open_ticket(rt, "esx-08", action="test.held")), "bob", "test"
+        )
+        [plain] = store.create_jobs_for_ticket(
+            rt.db, rt.tickets.get(open_ticket(rt, "esx-05", action="power.status")), "bob", "test"
+        )
+        assert LongUnits.wanted(rt, held) and not LongUnits.wanted(rt, plain)
+        task = make_app(rt, store.new_owner(), long_units).tasks[TASK]
+        before = time.monotonic()
+        assert task(held) == "long unit started"
+        assert time.monotonic() - before < 5  # the task did not wait for the step
+        assert started.wait(15)
+        assert job_state(rt, held) == "running"
+        assert task(second) is None  # the only long-unit thread is busy: left for a later dispatch
+        with rt.db.session() as s:
+            job = store.get_job(s, second)
+            assert (job.state, job.lease_owner) == ("queued", None)
+        assert task(plain) == "succeeded"  # a job without a long step runs in the task, as before
+        gate.set()
+        deadline = time.monotonic() + 30
+        while job_state(rt, held) != "succeeded" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert job_state(rt, held) == "succeeded"
+        long_units.wait(10)
+        assert task(second) == "long unit started"
+        long_units.wait(30)
+        assert job_state(rt, second) == "succeeded"
+        with rt.db.session() as s:
+            assert [(st.status, st.attempt) for st in store.steps_of(s, held)] == [("done", 1)]
+    finally:
+        gate.set()
+        long_units.wait(10)
         rt.db.dispose()
 
 

@@ -58,6 +58,7 @@ class PlaybookRun(Step):
     description = "run the playbook on the host; progress to the ticket; stop on cancel or at the deadline"
     idempotent = True  # the shipped playbooks are idempotent: after a crash the run starts over
     changes_equipment = True
+    long = True  # a run can take longer than a broker holds a message
 
     def run(self, ctx: StepContext) -> Done:
         """Raises ``ConfigError`` (no such playbook), ``SecretError``, ``DeviceRefused`` (a task failed, or

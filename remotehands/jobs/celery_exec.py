@@ -10,6 +10,14 @@ networks are not routable between sites, so a job never runs on another site's w
 what a crash-safe consumer needs: late acks, reject on worker lost, prefetch 1, long-running tasks
 cancelled on a lost connection, quorum queues on RabbitMQ, and a Redis visibility timeout far above any
 work unit (a step that waits returns a ``Wait`` instead of holding the message).
+
+A job with a long step (``Step.long``: a playbook run can take longer than RabbitMQ keeps a message
+unacknowledged, its ``consumer_timeout``, after which it closes the channel and the worker's running tasks
+are cancelled) is not run in the task's thread: the task hands it to one of the worker's long-unit threads
+(``LongUnits``) and returns, so its message is acknowledged at once. The job's lease, renewed while the
+step runs, holds it; if the worker dies, the lease expires and the job is dispatched again, as after any
+lost message. When the worker's long-unit threads are all busy, the task leaves the job due and a
+dispatcher sends it again later.
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import or_, select, update
 
 from remotehands.errors import ConfigError, RemoteHandsError, UnknownTarget
-from remotehands.jobs import outbox, runner, store, sweeper
+from remotehands.jobs import actions, outbox, runner, store, sweeper
+from remotehands.jobs.states import TERMINAL
 from remotehands.jobs.tables import Job
 
 if TYPE_CHECKING:
@@ -37,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TASK = "remotehands.advance"
+LONG_UNITS = 4  # jobs with a long step a worker runs at once, beside its task threads
 REDISPATCH_S = 10.0  # a due job whose message nobody took (a lost message) is sent again after this
 VISIBILITY_S = 6 * 3600  # Redis: far above the longest work unit, so a slow one is never redelivered
 
@@ -74,8 +84,62 @@ def celery_conf(url: str) -> dict[str, Any]:
     }
 
 
-def make_app(runtime: Runtime, owner: str) -> Celery:
-    """The Celery app of this process: broker from the settings, task ``remotehands.advance``."""
+class LongUnits:
+    """The worker's threads for jobs with a long step: at most ``slots`` at once, started from a task that
+    then returns (its message is acknowledged while the job runs on here, under its lease)."""
+
+    def __init__(self, runtime: Runtime, slots: int = LONG_UNITS) -> None:
+        self.runtime = runtime
+        self._slots = threading.BoundedSemaphore(slots)
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def wanted(runtime: Runtime, job_id: int) -> bool:
+        """Whether job ``job_id`` has a long step still to run."""
+        with runtime.db.session() as s:
+            job = store.get_job(s, job_id)
+            if job.state in TERMINAL:
+                return False
+            steps = actions.get(job.action).job_steps(dict(job.data or {}))
+            return any(step.long for step in steps[job.step_index :])
+
+    def start(self, job_id: int, owner: str) -> bool:
+        """Advance ``job_id`` in a thread of its own; False (nothing started) when every slot is busy."""
+        if not self._slots.acquire(blocking=False):
+            log.info("job %s: every long-unit thread is busy; left for a later dispatch", job_id)
+            return False
+        thread = threading.Thread(
+            target=self._run, args=(job_id, owner), name=f"rh-long-{job_id}", daemon=True
+        )
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+        return True
+
+    def _run(self, job_id: int, owner: str) -> None:
+        try:
+            runner.advance(self.runtime, job_id, owner)
+        except Exception:  # the runner records what it can; the lease expires and the job is sent again
+            log.exception("job %s: the long unit failed", job_id)
+        finally:
+            self._slots.release()
+
+    def running(self) -> int:
+        with self._lock:
+            return sum(t.is_alive() for t in self._threads)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the running long units (a warm shutdown lets them finish, as Celery does its tasks)."""
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(timeout)
+
+
+def make_app(runtime: Runtime, owner: str, long_units: LongUnits | None = None) -> Celery:
+    """The Celery app of this process: broker from the settings, task ``remotehands.advance``; jobs with a
+    long step go to ``long_units`` (``LongUnits``)."""
     from celery import Celery
 
     url = runtime.settings.broker_url
@@ -86,11 +150,16 @@ def make_app(runtime: Runtime, owner: str) -> Celery:
     app = Celery("remotehands", broker=url)
     app.conf.update(celery_conf(url))
 
-    @app.task(name=TASK)  # type: ignore[untyped-decorator]
+    long = long_units if long_units is not None else LongUnits(runtime)
+
+    @app.task(name=TASK, shared=False)  # type: ignore[untyped-decorator]
     def advance(job_id: int) -> str | None:
         # A lease owner per task run, not per process: a duplicated message taken by two threads of one
         # worker must not let both hold the job (a claim succeeds again for the lease's own owner).
-        state = runner.advance(runtime, int(job_id), f"{owner}:{uuid.uuid4().hex[:8]}")
+        run_owner = f"{owner}:{uuid.uuid4().hex[:8]}"
+        if LongUnits.wanted(runtime, int(job_id)):
+            return "long unit started" if long.start(int(job_id), run_owner) else None
+        state = runner.advance(runtime, int(job_id), run_owner)
         return state.value if state is not None else None
 
     return app
@@ -193,7 +262,8 @@ class Dispatcher:
 def run_worker(runtime: Runtime, site: str, owner: str, concurrency: int) -> None:
     """A Celery worker on ``site.<site>`` (threads pool: a SIGKILL takes the whole worker, and its unacked
     message goes back to the queue) with this site's dispatcher beside it. Returns when the worker stops."""
-    app = make_app(runtime, owner)
+    long_units = LongUnits(runtime)
+    app = make_app(runtime, owner, long_units)
     queue = site_queue(runtime, site)
     app.conf.task_queues = [queue]
     dispatcher = Dispatcher(runtime, app, site, owner)
@@ -213,6 +283,9 @@ def run_worker(runtime: Runtime, site: str, owner: str, concurrency: int) -> Non
             without_heartbeat=True,
         ).start()
     finally:
+        if long_units.running():
+            log.info("worker: waiting for %d long unit(s) to finish", long_units.running())
+        long_units.wait()
         dispatcher.stop()
         for thread in threads:
             thread.join(5)

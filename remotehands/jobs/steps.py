@@ -94,6 +94,10 @@ class Step(ABC):
     # never ends as failed; a fatal error, exhausted retries or the deadline stop it as needs_operator, so
     # an operator finishes it (``jobs retry`` resumes at the step that stopped).
     irreversible: bool = False
+    # The step may act for longer than a broker keeps a message unacknowledged (RabbitMQ's consumer_timeout,
+    # 30 minutes by default; a Redis visibility timeout): a playbook run. The celery executor runs the jobs
+    # that have such a step beside its task threads, so no message is held while they run.
+    long: bool = False
 
     @property
     def needs_approval(self) -> bool:

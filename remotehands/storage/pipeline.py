@@ -304,6 +304,7 @@ class _HostStep(Step):
     job as needs_operator (the array side is done and cannot be undone)."""
 
     idempotent = True
+    long = True  # a rescan may take 10 minutes, a filesystem grow 30 (hostside_shell's timeouts)
     verb = ""
 
     def __init__(self, host: str) -> None:

@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed-stamp
 # openssh-server: the playbook tests start their own sshd on 127.0.0.1 (remotehands.lab.openssh); when this
 # target installs the package it first creates /etc/ssh/sshd_not_to_be_run, Debian's switch that keeps its
 # init script and systemd units from starting a system sshd on port 22.
-DEB_PACKAGES := ipmitool freeipmi-tools openipmi openssh-server
+# chromium and a font: the browser tests (tests/test_browser_*.py) drive Debian's Chromium with Playwright.
+DEB_PACKAGES := ipmitool freeipmi-tools openipmi openssh-server chromium fonts-liberation
 
 .PHONY: demo test lint typecheck unit deb-packages clean
 
@@ -44,15 +45,16 @@ typecheck: $(STAMP)
 # the rest, in one process in file order (spread over more, pyghmi-timed IPMI tests turned flaky on 2 cores).
 CAMPAIGN := tests/test_celery_campaign.py
 CRASH_TESTS := $(sort $(wildcard tests/test_reimage_crash*.py))
+BROWSER_TESTS := $(sort $(wildcard tests/test_browser*.py))
 SIDE_TESTS := $(filter-out $(CAMPAIGN),$(sort $(wildcard tests/test_*network*.py tests/test_*ipam*.py tests/test_*storage*.py tests/test_*ansible*.py tests/test_*celery*.py)))
 unit: $(STAMP)
 	@( $(BIN)/pytest -q -p no:cacheprovider $(SIDE_TESTS) && $(BIN)/pytest -q -p no:cacheprovider $(CAMPAIGN) ) \
 		> .side-tests.log 2>&1 & side=$$!; \
-	$(BIN)/pytest -q -p no:cacheprovider $(CRASH_TESTS) > .crash-tests.log 2>&1 & crash=$$!; \
-	$(BIN)/pytest -q -p no:cacheprovider $(addprefix --ignore=,$(SIDE_TESTS) $(CAMPAIGN) $(CRASH_TESTS)); main=$$?; \
+	$(BIN)/pytest -q -p no:cacheprovider $(CRASH_TESTS) $(BROWSER_TESTS) > .crash-tests.log 2>&1 & crash=$$!; \
+	$(BIN)/pytest -q -p no:cacheprovider $(addprefix --ignore=,$(SIDE_TESTS) $(CAMPAIGN) $(CRASH_TESTS) $(BROWSER_TESTS)); main=$$?; \
 	wait $$side; other=$$?; wait $$crash; crashed=$$?; \
 	echo "--- network, storage, Ansible and Celery tests, then the campaign (run beside the others):"; \
-	cat .side-tests.log; echo "--- reimage crash tests (run beside the others):"; cat .crash-tests.log; \
+	cat .side-tests.log; echo "--- reimage crash tests and browser tests (run beside the others):"; cat .crash-tests.log; \
 	test $$main -eq 0 -a $$other -eq 0 -a $$crashed -eq 0
 
 test: $(STAMP) deb-packages lint typecheck unit

@@ -22,6 +22,7 @@ from remotehands.lab.process import LabInfo, read_bmc_log, start_lab, stop_lab
 from remotehands.runtime import Runtime
 from remotehands.tickets.base import Severity, TaskRequest, TicketType
 from remotehands.tickets.builtin import NewTicket
+from tests.browser import browser, page  # noqa: F401  (fixtures for the browser tests)
 
 LAB_HOSTS = 8
 

@@ -28,6 +28,7 @@ from remotehands.cli import (
     reimage_cmd,
     serve_cmd,
     ssh_cmd,
+    status_cmd,
     storage_cmd,
     tickets_cmd,
 )
@@ -55,6 +56,7 @@ app.add_typer(serve_cmd.tokens, name="tokens")
 app.add_typer(ssh_cmd.app, name="ssh")
 app.add_typer(storage_cmd.app, name="storage")
 app.add_typer(playbook_cmd.app, name="playbook")
+app.add_typer(status_cmd.app, name="status")
 net_cmd.app.add_typer(net_ip_cmd.app, name="ip")
 app.add_typer(net_cmd.app, name="net")
 app.command("run")(jobs_cmd.run)

@@ -4,6 +4,7 @@
     POST /callbacks/{job}        installers and agents reporting for a job, with the job's token
     /api/...                     tickets and jobs, for callers with an API token bound to a role
     GET  /metrics                Prometheus
+    GET  /status, /status.json   the public site status page (no login)
     GET  /healthz                the database answers
     GET  /openapi.json           the API described
 
@@ -18,12 +19,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from remotehands.runtime import Runtime
 from remotehands.server import api_routes, errors, intake_routes
+from remotehands.server.console import STATIC, status_routes
 from remotehands.server.engine import Engine
 from remotehands.server.metrics import Metrics
 from remotehands.server.state import ServerState
@@ -59,6 +62,8 @@ def create_app(runtime: Runtime | None = None, *, engine: bool = True) -> FastAP
     errors.install(app)
     app.include_router(intake_routes.router)
     app.include_router(api_routes.router)
+    app.include_router(status_routes.router)
+    app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
 
     @app.get("/healthz", tags=["ops"], summary="The server and its database answer")
     def healthz() -> JSONResponse:

@@ -11,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 
 import remotehands.audit
 import remotehands.jobs.tables
+import remotehands.server.console.tables
 import remotehands.status.tables
 import remotehands.tickets.tables  # noqa: F401
 from remotehands.db import Base, Database

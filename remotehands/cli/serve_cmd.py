@@ -25,7 +25,10 @@ def serve(
     from remotehands.server.app import create_app
 
     app = create_app(runtime(), engine=not no_engine)
-    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
+    # Open event streams (the console's job pages) would hold a shutdown forever: give them 5 s.
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", proxy_headers=False, timeout_graceful_shutdown=5
+    )
 
 
 @tokens.command("create")

@@ -8,6 +8,7 @@ import remotehands.audit
 import remotehands.intake.tables
 import remotehands.jobs.tables
 import remotehands.network.ipam_tables
+import remotehands.server.console.tables
 import remotehands.ssh.tables
 import remotehands.status.tables
 import remotehands.tickets.tables  # noqa: F401  (registers the tables on Base.metadata)

@@ -5,6 +5,7 @@
     /api/...                     tickets and jobs, for callers with an API token bound to a role
     GET  /metrics                Prometheus
     GET  /status, /status.json   the public site status page (no login)
+    /console/...                 the operator console (log in with an API token; server.console)
     GET  /healthz                the database answers
     GET  /openapi.json           the API described
 
@@ -26,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from remotehands.runtime import Runtime
 from remotehands.server import api_routes, errors, intake_routes
-from remotehands.server.console import STATIC, status_routes
+from remotehands.server.console import STATIC, console_routes, status_routes
 from remotehands.server.engine import Engine
 from remotehands.server.metrics import Metrics
 from remotehands.server.state import ServerState
@@ -63,6 +64,7 @@ def create_app(runtime: Runtime | None = None, *, engine: bool = True) -> FastAP
     app.include_router(intake_routes.router)
     app.include_router(api_routes.router)
     app.include_router(status_routes.router)
+    app.include_router(console_routes.router)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
 
     @app.get("/healthz", tags=["ops"], summary="The server and its database answer")

@@ -86,7 +86,14 @@ class ServerThread:
         self.host = host
         self.port = port or free_port(host)
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="auto")
+            uvicorn.Config(
+                app,
+                host=host,
+                port=self.port,
+                log_level="warning",
+                lifespan="auto",
+                timeout_graceful_shutdown=5,  # an open event stream must not hold the stop
+            )
         )
         self._thread = threading.Thread(target=self._run, name=f"http-{self.port}", daemon=True)
 

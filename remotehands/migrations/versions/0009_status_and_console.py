@@ -1,4 +1,4 @@
-"""status page: scheduled maintenance windows per site
+"""status page and console: scheduled maintenance windows per site, console login sessions
 
 Revision ID: 0009
 Revises: 0008
@@ -29,7 +29,22 @@ def upgrade() -> None:
     op.create_index("ix_maintenance_windows_site", "maintenance_windows", ["site"])
     op.create_index("ix_maintenance_windows_starts_at", "maintenance_windows", ["starts_at"])
     op.create_index("ix_maintenance_windows_ends_at", "maintenance_windows", ["ends_at"])
+    op.create_table(
+        "console_sessions",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("sid_sha256", sa.String(64), nullable=False),
+        sa.Column("token_id", sa.Integer(), nullable=False),
+        sa.Column("csrf", sa.String(64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["token_id"], ["api_tokens.id"]),
+        sa.UniqueConstraint("sid_sha256"),
+    )
+    op.create_index("ix_console_sessions_token_id", "console_sessions", ["token_id"])
 
 
 def downgrade() -> None:
+    op.drop_table("console_sessions")
     op.drop_table("maintenance_windows")

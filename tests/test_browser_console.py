@@ -9,6 +9,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,9 @@ from remotehands.reimage.settings import ImageConfig, ReimageSettings
 from remotehands.runtime import Runtime
 from remotehands.server import tokens
 from remotehands.server.app import create_app
-from remotehands.tickets.base import Severity, TaskRequest, TicketStatus, TicketType
+from remotehands.tickets.base import Severity, TaskRequest, TicketStatus, TicketType, parse_builtin_id
 from remotehands.tickets.builtin import NewTicket
+from remotehands.tickets.tables import TicketRow
 from tests.browser import screenshot
 from tests.conftest import job_state, open_ticket
 
@@ -74,16 +76,22 @@ def test_status_page_in_the_browser_turns_to_outage_on_a_sev1_and_back_when_it_r
 def test_console_queue_orders_by_severity_then_age_and_filters(rt: Runtime, server: str, page) -> None:
     page.goto(f"{server}/console/")
     expect(page).to_have_url(re.compile(r"/console/login$"))  # no login, no queue
+    screenshot(page, "console-login")
     sev3_old = open_ticket(rt, "esx-01", severity=Severity.DEGRADED, approver=None)
     sev1 = open_ticket(rt, "esx-02", severity=Severity.OUTAGE_MANY, approver=None)
     sev2 = open_ticket(rt, "esx-03", severity=Severity.OUTAGE_ONE)
     sev1_new = open_ticket(rt, "esx-04", severity=Severity.OUTAGE_MANY, approver=None)
+    with rt.db.session() as s:  # sev2's response was due a minute ago and nobody answered
+        s.get(TicketRow, parse_builtin_id(sev2)).sla_due_at = datetime.now(UTC) - timedelta(minutes=1)
     login(page, server, rt, "tina", "technician")
     rows = page.locator("#queue tr.ticket")
     expect(rows).to_have_count(4)
     assert [rows.nth(i).get_attribute("data-ticket") for i in range(4)] == [sev1, sev1_new, sev2, sev3_old]
     expect(page.locator(f"tr[data-ticket='{sev2}']")).to_contain_text("approved by bob")
     expect(page.locator(f"tr[data-ticket='{sev1}']")).to_contain_text("awaiting approval")
+    expect(page.locator(f"tr[data-ticket='{sev2}']")).to_have_class(re.compile(r"\bsla-breached\b"))
+    expect(page.locator(f"tr[data-ticket='{sev2}'] .state-breached")).to_have_text("breached")
+    expect(page.locator("tr.sla-breached")).to_have_count(1)
     screenshot(page, "console-queue")
     page.select_option("select[name=severity]", "1")
     page.click("form.filters button")

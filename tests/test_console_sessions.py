@@ -85,3 +85,23 @@ def test_console_sessions_end_when_idle_or_too_old(rt: Runtime, monkeypatch: pyt
         for n in range(1, steps + 1):
             monkeypatch.setattr(sessions, "now", lambda n=n: later + n * sessions.IDLE / 2)
             sessions.lookup(rt.db, other)
+
+
+def test_console_job_events_stream_the_steps_then_done_and_refuse_an_unknown_job(
+    rt: Runtime, url: str
+) -> None:
+    from tests.conftest import open_ticket, run_ticket
+
+    [job_id] = run_ticket(rt, open_ticket(rt, "esx-06", action="power.status"))
+    token = tokens.create(rt.db, "tina", "technician", created_by="test")
+    with httpx.Client(base_url=url, timeout=10) as client:
+        client.post("/console/login", data={"token": token})
+        stream = client.get(f"/console/jobs/{job_id}/events")
+        assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+        events = [
+            line.split(":", 1)[1].strip() for line in stream.text.splitlines() if line.startswith("event:")
+        ]
+        assert events == ["steps", "done"]
+        assert 'data-state="succeeded"' in stream.text and "data: succeeded" in stream.text
+        unknown = client.get("/console/jobs/999999/events")
+        assert unknown.status_code == 400 and "no job 999999" in unknown.text

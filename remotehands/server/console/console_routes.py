@@ -182,11 +182,19 @@ STREAM_S = 300.0  # a stream ends after this; the browser reconnects (EventSourc
 POLL_S = 0.5
 
 
+async def _job_to_follow(request: Request, who: Who, job_id: int) -> int:
+    """Checked before the stream starts, so an unknown job or a missing permission is an HTTP error."""
+    who.caller.require("read")
+    await run_in_threadpool(views.job_page, _rt(request), job_id)
+    return job_id
+
+
 @router.get("/jobs/{job_id}/events", response_class=EventSourceResponse)
-async def job_events(request: Request, who: Who, job_id: int) -> AsyncIterator[ServerSentEvent]:
+async def job_events(
+    request: Request, who: Who, job_id: Annotated[int, Depends(_job_to_follow)]
+) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events for a job page: ``steps`` (the steps table and state, as HTML rendered by the same
     template as the page) whenever the job changed, then ``done`` once it ended."""
-    who.caller.require("read")
     rt = _rt(request)
     seen: str | None = None
     deadline = anyio.current_time() + STREAM_S

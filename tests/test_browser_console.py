@@ -26,8 +26,7 @@ from remotehands.reimage.settings import ImageConfig, ReimageSettings
 from remotehands.runtime import Runtime
 from remotehands.server import tokens
 from remotehands.server.app import create_app
-from remotehands.tickets.base import Severity, TaskRequest, TicketStatus, TicketType, parse_builtin_id
-from remotehands.tickets.builtin import NewTicket
+from remotehands.tickets.base import Severity, TicketStatus, parse_builtin_id
 from remotehands.tickets.tables import TicketRow
 from tests.browser import screenshot
 from tests.conftest import job_state, open_ticket
@@ -184,19 +183,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 def _job(rt: Runtime, host: str, action: str, **params: object) -> int:
-    ticket_id = rt.tickets.create(
-        NewTicket(
-            type=TicketType.REMOTE_HANDS,
-            severity=Severity.DEGRADED,
-            title=f"{action} {host}",
-            requester="alice",
-            customer="provider",
-            subscription="provider",
-            request=TaskRequest(action=action, targets=(host,), params=params),
-        ),
-        rt.inventory(),
-    )
-    rt.tickets.approve(ticket_id, "bob")
+    ticket_id = open_ticket(rt, host, action=action, severity=Severity.DEGRADED, params=params)
     [job_id] = store.create_jobs_for_ticket(
         rt.db, rt.tickets.get(ticket_id), "bob", "test", inventory=rt.inventory()
     )

@@ -30,11 +30,8 @@ class QueueRow:
 
     @property
     def title(self) -> str:
-        return (
-            SENSITIVE
-            if self.ticket.sensitive and self.ticket.title.startswith("[sensitive")
-            else self.ticket.title
-        )
+        """The queue never shows a sensitive ticket's title (the ticket page does, with reveal)."""
+        return SENSITIVE if self.ticket.sensitive else self.ticket.title
 
 
 def queue(

@@ -133,12 +133,14 @@ class SshServer:
         log.info("lab host %s is up on %s:%d", host.name, self.address, host.port)
 
     def _unlisten(self, host: SimHost) -> None:
-        with self._lab.lock:
-            host.up = False
-            host.down.set()
+        # Stop listening before saying so: a client that sees ``up`` False must find the port refusing (it
+        # did not, once, under CI load: the flag was set, the socket not yet closed).
         old = self._socks[host.name]
         self._selector.unregister(old)
         old.close()
+        with self._lab.lock:
+            host.up = False
+            host.down.set()
         self._socks[host.name] = _bound(self.address, host.port)
         for transport in self._transports.pop(host.name, []):
             transport.close()

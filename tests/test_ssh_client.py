@@ -35,6 +35,16 @@ def closes_after_banner() -> Iterator[int]:
             with conn:
                 conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
                 conn.recv(256)
+                # Half-close, then read whatever else the client sends (its KEXINIT) until it hangs up:
+                # closing with unread data would send a reset, and paramiko would see ConnectionResetError
+                # instead (it did once, under CI load).
+                conn.shutdown(socket.SHUT_WR)
+                conn.settimeout(5)
+                try:
+                    while conn.recv(4096):
+                        pass
+                except OSError:
+                    pass
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()

@@ -230,3 +230,16 @@ def worker_until_idle(config: Path, env_extra: dict[str, str]) -> subprocess.Com
         timeout=180,
         check=False,
     )
+
+
+@pytest.fixture
+def app_url(rt: Runtime) -> Iterator[str]:
+    """``remotehands serve``'s app for ``rt`` on 127.0.0.1 (no engine: the test runs the jobs); its URL."""
+    from remotehands.lab.ticket_sims.harness import ServerThread
+    from remotehands.server.app import create_app
+
+    thread = ServerThread(create_app(rt, engine=False)).start()
+    try:
+        yield thread.url
+    finally:
+        thread.stop()

@@ -35,12 +35,8 @@ ESXI = ImageConfig(os="esxi", version="8.0.3", build="24022510", iso_url="https:
 
 
 @pytest.fixture
-def server(rt: Runtime) -> Iterator[str]:
-    thread = ServerThread(create_app(rt, engine=False)).start()
-    try:
-        yield thread.url
-    finally:
-        thread.stop()
+def server(app_url: str) -> str:
+    return app_url
 
 
 def login(page: Any, url: str, rt: Runtime, name: str, role: str) -> None:

@@ -140,6 +140,19 @@ def test_celery_workers_take_the_sites_jobs_and_a_killed_worker_is_replaced(
     assert "for site lab1 started (celery)" in logs
 
 
+def _in_process_runtime(tmp_path: Path, lab: LabInfo) -> Runtime:
+    """Executor celery on SQLite, for tests that call the task in this process (the broker is never contacted)."""
+    return Runtime(
+        Settings(
+            db_url=f"sqlite:///{tmp_path / 'rh.db'}",
+            inventory=lab.inventory_dir,
+            log_file=tmp_path / "rh.log",
+            executor="celery",
+            broker_url=BROKERS["redis"][0],
+        )
+    )
+
+
 def test_a_duplicated_message_taken_by_two_threads_of_one_worker_runs_the_job_once(
     tmp_path: Path, lab: LabInfo
 ) -> None:
@@ -148,14 +161,7 @@ def test_a_duplicated_message_taken_by_two_threads_of_one_worker_runs_the_job_on
     lease owner and inserted the same journal row)."""
     from remotehands.jobs.celery_exec import TASK, make_app
 
-    settings = Settings(
-        db_url=f"sqlite:///{tmp_path / 'rh.db'}",
-        inventory=lab.inventory_dir,
-        log_file=tmp_path / "rh.log",
-        executor="celery",
-        broker_url=BROKERS["redis"][0],  # never contacted: the task is called in this process
-    )
-    rt = Runtime(settings)
+    rt = _in_process_runtime(tmp_path, lab)
     try:
         m = mark(lab, "esx-07")
         [job_id] = store.create_jobs_for_ticket(
@@ -218,14 +224,7 @@ def test_a_job_with_a_long_step_runs_beside_the_task_so_no_message_is_held_while
         actions.Action("test.held", "a long step", steps=lambda: [_HeldStep(started, gate)]),
     )
     assert any(step.long for step in actions.get("playbook.run").steps())
-    settings = Settings(
-        db_url=f"sqlite:///{tmp_path / 'rh.db'}",
-        inventory=lab.inventory_dir,
-        log_file=tmp_path / "rh.log",
-        executor="celery",
-        broker_url=BROKERS["redis"][0],  # never contacted: the task is called in this process
-    )
-    rt = Runtime(settings)
+    rt = _in_process_runtime(tmp_path, lab)
     long_units = LongUnits(rt, slots=1)
     try:
         [held] = store.create_jobs_for_ticket(

@@ -4,27 +4,20 @@ takes the cookie."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
 import pytest
 
 from remotehands.errors import NotAuthenticated
-from remotehands.lab.ticket_sims.harness import ServerThread
 from remotehands.runtime import Runtime
 from remotehands.server import tokens
-from remotehands.server.app import create_app
 from remotehands.server.console import sessions
 
 
 @pytest.fixture
-def url(rt: Runtime) -> Iterator[str]:
-    thread = ServerThread(create_app(rt, engine=False)).start()
-    try:
-        yield thread.url
-    finally:
-        thread.stop()
+def url(app_url: str) -> str:
+    return app_url
 
 
 def test_console_login_cookie_revocation_and_api_stays_bearer_only(rt: Runtime, url: str) -> None:

@@ -67,8 +67,8 @@ def _posted(request: Request, who: sessions.Login, csrf: str | None) -> None:
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, error: str | None = None) -> HTMLResponse:
-    return page(request, "login.html", None, error=error)
+def login_form(request: Request) -> HTMLResponse:
+    return page(request, "login.html", None, error=None)
 
 
 @router.post("/login")
